@@ -1,0 +1,134 @@
+"""Two-stage inference: a coarse appearance-context net on the whole image, then a
+full-resolution refinement net on a patch around each coarse estimate.
+
+The stage parameters (pixel sizes, patch size, network widths) travel with the weights in
+the model card (``card.json``, key ``"config"``) and are read into :class:`StageConfig`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.nn.functional as F
+
+from cephspine.heatmaps import decode
+from cephspine.models import AppearanceContextNet
+from cephspine.preprocess import Resampled, crop_patches, resample
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """Geometry and network sizes of a two-stage landmark model."""
+
+    n_landmarks: int = 19
+    fine_mm: float = 0.2
+    """Pixel size of the refinement stage's grid, mm."""
+    coarse_pool: int = 4
+    """The coarse grid is the fine grid average-pooled by this factor."""
+    pad_multiple: int = 64
+    """The fine image is padded to a multiple of this (coarse_pool × 2**coarse_depth)."""
+    sigma_px: float = 5.0
+    """Gaussian target σ in each stage's own pixels."""
+    coarse_base: int = 16
+    coarse_depth: int = 4
+    context_width: int = 128
+    context_stride: int = 8
+    context_kernel: tuple[int, int] = (3, 3)
+    patch: int = 112
+    refine_base: int = 16
+    refine_depth: int = 3
+
+    @property
+    def coarse_mm(self) -> float:
+        return self.fine_mm * self.coarse_pool
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["context_kernel"] = list(self.context_kernel)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StageConfig:
+        known = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        if "context_kernel" in kw:
+            kw["context_kernel"] = tuple(kw["context_kernel"])
+        return cls(**kw)
+
+    def build_coarse(self) -> AppearanceContextNet:
+        return AppearanceContextNet(
+            self.n_landmarks,
+            base=self.coarse_base,
+            depth=self.coarse_depth,
+            context=True,
+            context_width=self.context_width,
+            context_kernel=self.context_kernel,
+            context_stride=self.context_stride,
+        )
+
+    def build_refine(self) -> AppearanceContextNet:
+        return AppearanceContextNet(
+            self.n_landmarks, base=self.refine_base, depth=self.refine_depth, context=False
+        )
+
+
+def fine_to_coarse(xy: npt.NDArray[np.float64], pool: int) -> npt.NDArray[np.float64]:
+    return (np.asarray(xy, dtype=np.float64) + 0.5) / pool - 0.5
+
+
+def coarse_to_fine(xy: npt.NDArray[np.float64], pool: int) -> npt.NDArray[np.float64]:
+    return (np.asarray(xy, dtype=np.float64) + 0.5) * pool - 0.5
+
+
+@dataclass(frozen=True)
+class StageOutput:
+    """Raw two-stage output for one image (all positions in original-image pixels)."""
+
+    xy_px: npt.NDArray[np.float64]  # (N, 2) refined
+    coarse_xy_px: npt.NDArray[np.float64]  # (N, 2)
+    coarse_peak: npt.NDArray[np.float64]  # (N,)
+    refine_peak: npt.NDArray[np.float64]  # (N,)
+
+    def features(self, spacing_xy_mm: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Per-landmark confidence features: refine peak, coarse peak, coarse→refined shift (mm)."""
+        shift = np.linalg.norm((self.xy_px - self.coarse_xy_px) * spacing_xy_mm, axis=1)
+        return np.stack([self.refine_peak, self.coarse_peak, shift], axis=1)
+
+
+def prepare(pixels01: npt.NDArray[np.float32], spacing_rc_mm: tuple[float, float], cfg: StageConfig) -> tuple[Resampled, torch.Tensor]:
+    """Resample a [0, 1] image to the fine grid and pool it to the coarse grid."""
+    fine = resample(pixels01, spacing_rc_mm, cfg.fine_mm, cfg.pad_multiple)
+    coarse = F.avg_pool2d(fine.image, cfg.coarse_pool)
+    return fine, coarse
+
+
+@torch.no_grad()
+def run_stages(
+    coarse_net: torch.nn.Module,
+    refine_net: torch.nn.Module,
+    fine: Resampled,
+    coarse_img: torch.Tensor,
+    cfg: StageConfig,
+    device: torch.device | str = "cpu",
+) -> StageOutput:
+    """Run both stages on one prepared image (networks in eval mode)."""
+    hm = coarse_net(coarse_img.to(device))
+    c_xy, c_peak = decode(hm)
+    c_fine = coarse_to_fine(c_xy[0], cfg.coarse_pool)
+    patches = crop_patches(fine.image, c_fine, cfg.patch)
+    out = refine_net(patches.to(device))  # (N, N, p, p): patch k, channel k
+    idx = torch.arange(cfg.n_landmarks, device=out.device)
+    own = out[idx, idx][:, None]  # (N, 1, p, p)
+    r_xy, r_peak = decode(own)
+    half = (cfg.patch - 1) / 2.0
+    r_fine = c_fine + (r_xy[:, 0] - half)
+    return StageOutput(
+        xy_px=fine.to_original(r_fine),
+        coarse_xy_px=fine.to_original(c_fine),
+        coarse_peak=c_peak[0],
+        refine_peak=r_peak[:, 0],
+    )

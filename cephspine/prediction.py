@@ -1,0 +1,99 @@
+"""The :class:`Prediction` type shared by every detector and everything downstream."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from cephspine.radiograph import Spacing
+
+
+@dataclass(frozen=True, eq=False)
+class Prediction:
+    """Landmarks predicted on one radiograph.
+
+    Attributes:
+        names: landmark names, in model order (see :mod:`cephspine.anatomy`).
+        xy_px: ``(N, 2)`` float array of ``(x, y)`` positions in original-image pixels,
+            x to the right, y down, origin at the centre of the top-left pixel.
+        confidence: ``(N,)`` floats in [0, 1]; see the model card for what they mean
+            (for the shipped models: the calibrated probability that the point is
+            within 2 mm of the truth).
+        image_shape: ``(height, width)`` of the radiograph in pixels.
+        spacing: the radiograph's pixel spacing, or ``None``.
+        model: model name (``"ceph"``, ``"spine"``).
+        model_version: version string of the weights.
+        source: file name of the radiograph, or ``None``.
+        warnings: human-readable warnings raised while predicting.
+        meta: extra information (e.g. registration status, timings).
+    """
+
+    names: tuple[str, ...]
+    xy_px: npt.NDArray[np.float64]
+    confidence: npt.NDArray[np.float64]
+    image_shape: tuple[int, int]
+    spacing: Spacing | None
+    model: str
+    model_version: str
+    source: str | None = None
+    warnings: tuple[str, ...] = ()
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        xy = np.asarray(self.xy_px, dtype=np.float64)
+        conf = np.asarray(self.confidence, dtype=np.float64)
+        n = len(self.names)
+        if xy.shape != (n, 2):
+            raise ValueError(f"xy_px must have shape ({n}, 2), got {xy.shape}")
+        if conf.shape != (n,):
+            raise ValueError(f"confidence must have shape ({n},), got {conf.shape}")
+        object.__setattr__(self, "xy_px", xy)
+        object.__setattr__(self, "confidence", conf)
+        object.__setattr__(self, "names", tuple(self.names))
+
+    @property
+    def xy_mm(self) -> npt.NDArray[np.float64] | None:
+        """``(N, 2)`` positions in millimetres (pixels × spacing), or ``None`` without spacing."""
+        if self.spacing is None:
+            return None
+        return self.xy_px * self.spacing.xy_mm
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def point(self, name: str) -> npt.NDArray[np.float64]:
+        """The ``(x, y)`` pixel position of one landmark by name."""
+        return self.xy_px[self.names.index(name)]
+
+    def to_dataframe(self) -> Any:
+        """One row per landmark: ``image, model, landmark_index, landmark, x_px, y_px,
+        x_mm, y_mm, confidence`` (mm columns are NaN when spacing is unknown)."""
+        import pandas as pd
+
+        mm = self.xy_mm
+        return pd.DataFrame(
+            {
+                "image": self.source,
+                "model": self.model,
+                "landmark_index": np.arange(len(self.names)),
+                "landmark": list(self.names),
+                "x_px": self.xy_px[:, 0],
+                "y_px": self.xy_px[:, 1],
+                "x_mm": mm[:, 0] if mm is not None else np.nan,
+                "y_mm": mm[:, 1] if mm is not None else np.nan,
+                "confidence": self.confidence,
+            }
+        )
+
+    def __repr__(self) -> str:
+        sp = f"{self.spacing.row_mm:g}x{self.spacing.col_mm:g} mm" if self.spacing else "no spacing"
+        return (
+            f"Prediction({self.model} {self.model_version}, {len(self.names)} landmarks, "
+            f"image {self.image_shape[0]}x{self.image_shape[1]} px, {sp}, "
+            f"mean confidence {float(np.mean(self.confidence)):.2f}"
+            + (f", {len(self.warnings)} warning(s)" if self.warnings else "")
+            + ")"
+        )

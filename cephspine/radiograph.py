@@ -1,0 +1,118 @@
+"""The :class:`Radiograph` type: 2-D pixels that know their spacing and origin."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from cephspine.errors import SpacingError
+
+SPACING_SOURCES = ("PixelSpacing", "ImagerPixelSpacing", "user", "dataset")
+
+
+class Spacing(NamedTuple):
+    """Pixel spacing in millimetres, **row first** (as DICOM PixelSpacing).
+
+    ``row_mm`` is the distance between the centres of two vertically adjacent pixels
+    (the y step), ``col_mm`` between two horizontally adjacent ones (the x step).
+    """
+
+    row_mm: float
+    col_mm: float
+
+    @property
+    def xy_mm(self) -> npt.NDArray[np.float64]:
+        """The spacing as an ``(x_mm, y_mm)`` array, to multiply ``(x, y)`` pixel coordinates."""
+        return np.array([self.col_mm, self.row_mm], dtype=np.float64)
+
+
+def as_spacing(value: Any, *, what: str = "spacing") -> Spacing | None:
+    """Validate a user-given spacing.
+
+    Args:
+        value: ``None``, a number (isotropic), or a ``(row_mm, col_mm)`` pair.
+        what: the name used in the error message.
+
+    Returns:
+        A :class:`Spacing`, or ``None`` when ``value`` is ``None``.
+
+    Raises:
+        SpacingError: when a value is not a positive finite number or the pair has the
+            wrong length.
+    """
+    if value is None:
+        return None
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        pair = (float(value), float(value))
+    else:
+        try:
+            items = [float(v) for v in value]
+        except (TypeError, ValueError):
+            raise SpacingError(f"{what} must be a number or a (row_mm, col_mm) pair, got {value!r}") from None
+        if len(items) != 2:
+            raise SpacingError(f"{what} must have 2 values (row_mm, col_mm), got {len(items)}")
+        pair = (items[0], items[1])
+    for v in pair:
+        if not math.isfinite(v) or v <= 0:
+            raise SpacingError(f"{what} must be positive and finite, got {value!r}")
+    return Spacing(*pair)
+
+
+@dataclass(frozen=True, eq=False)
+class Radiograph:
+    """A 2-D radiograph.
+
+    Attributes:
+        pixels: ``(H, W)`` float32 array; higher values are brighter as displayed
+            (denser tissue), whatever the file's photometric interpretation was.
+        spacing: pixel spacing in mm as :class:`Spacing` ``(row_mm, col_mm)``, or ``None``
+            when unknown.
+        spacing_source: where the spacing came from: ``"PixelSpacing"``,
+            ``"ImagerPixelSpacing"``, ``"user"``, ``"dataset"`` or ``None``.
+        source: the file the image was read from, or ``None`` for in-memory arrays.
+        meta: small metadata dict (format, bit depth, DICOM attributes such as
+            ``SOPInstanceUID``); never the pixel data.
+    """
+
+    pixels: npt.NDArray[np.float32]
+    spacing: Spacing | None = None
+    spacing_source: str | None = None
+    source: Path | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(height, width)`` in pixels."""
+        h, w = self.pixels.shape
+        return int(h), int(w)
+
+    @property
+    def height(self) -> int:
+        return self.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.shape[1]
+
+    @property
+    def name(self) -> str:
+        """The file name, or ``"<array>"`` for in-memory images."""
+        return self.source.name if self.source is not None else "<array>"
+
+    def with_spacing(self, spacing: Any, source: str = "user") -> Radiograph:
+        """Return a copy with another spacing (validated like :func:`as_spacing`)."""
+        sp = as_spacing(spacing)
+        return Radiograph(self.pixels, sp, source if sp is not None else None, self.source, dict(self.meta))
+
+    def __repr__(self) -> str:
+        sp = (
+            f"{self.spacing.row_mm:g}x{self.spacing.col_mm:g} mm ({self.spacing_source})"
+            if self.spacing is not None
+            else "unknown"
+        )
+        return f"Radiograph({self.name}, {self.height}x{self.width} px, spacing {sp})"

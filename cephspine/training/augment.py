@@ -1,0 +1,32 @@
+"""Random geometric and intensity augmentation on torch tensors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+
+def random_linear(
+    rng: np.random.Generator, n: int, max_rot_deg: float, scale_range: tuple[float, float]
+) -> torch.Tensor:
+    """``(n, 2, 2)`` rotation-times-scale matrices mapping output offsets to source offsets."""
+    ang = np.deg2rad(rng.uniform(-max_rot_deg, max_rot_deg, n))
+    s = rng.uniform(scale_range[0], scale_range[1], n)
+    c, si = np.cos(ang) * s, np.sin(ang) * s
+    return torch.tensor(np.stack([np.stack([c, -si], -1), np.stack([si, c], -1)], 1), dtype=torch.float32)
+
+
+def random_intensity(rng: np.random.Generator, x: torch.Tensor) -> torch.Tensor:
+    """Gamma 0.7–1.4, contrast 0.85–1.15, brightness ±0.1, Gaussian noise on [0, 1] images
+    ``(B, 1, H, W)``; a different draw per image."""
+    b = x.shape[0]
+    gamma = torch.tensor(np.exp(rng.uniform(math.log(0.7), math.log(1.4), b)), dtype=x.dtype).view(b, 1, 1, 1)
+    contrast = torch.tensor(rng.uniform(0.85, 1.15, b), dtype=x.dtype).view(b, 1, 1, 1)
+    bright = torch.tensor(rng.uniform(-0.1, 0.1, b), dtype=x.dtype).view(b, 1, 1, 1)
+    noise = torch.tensor(rng.uniform(0.0, 0.03, b), dtype=x.dtype).view(b, 1, 1, 1)
+    y = x.clamp(0, 1) ** gamma
+    y = (y - 0.5) * contrast + 0.5 + bright
+    gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
+    return y + noise * torch.randn(x.shape, generator=gen, dtype=x.dtype)

@@ -1,0 +1,265 @@
+"""Training of the two-stage cephalometric model on data in the ISBI 2015 layout.
+
+Stages are trained independently (the refinement net learns on patches around the true
+points shifted by random offsets that mimic the coarse stage's errors), so they can run
+one after the other or side by side. Everything is seeded; checkpoints are written every
+epoch / every ``ckpt_every`` steps and a run resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from cephspine.heatmaps import decode, gaussian_targets
+from cephspine.pipeline import StageConfig, coarse_to_fine, fine_to_coarse, prepare
+from cephspine.preprocess import crop_patches, normalize_intensity, pixel_affine_to_theta
+from cephspine.training.augment import random_intensity, random_linear
+
+log = logging.getLogger(__name__)
+
+ISBI_SPACING_MM = 0.1
+
+
+@dataclass
+class CephCache:
+    """Prepared training data: fine images (0.2 mm), coarse images, landmarks in fine px."""
+
+    ids: list[str]
+    fine: list[torch.Tensor]  # each (1, 1, H, W) float16
+    coarse: torch.Tensor  # (M, 1, h, w) float32
+    xy_fine: np.ndarray  # (M, 19, 2)
+    xy_orig: np.ndarray  # (M, 19, 2)
+    factor_xy: np.ndarray  # (M, 2)
+
+
+def read_isbi_points(root: Path, image_id: str) -> np.ndarray:
+    """Mean of the senior and junior doctors' points, ``(19, 2)`` original pixels."""
+    pts = [np.loadtxt(root / d / f"{image_id}.txt", delimiter=",")[:19] for d in ("senior", "junior")]
+    return (pts[0] + pts[1]) / 2.0
+
+
+def build_cache(root: Path, ids: list[str], cfg: StageConfig, cache_file: Path | None = None) -> CephCache:
+    if cache_file is not None and cache_file.exists():
+        d = torch.load(cache_file, weights_only=False)
+        if d["ids"] == ids:
+            return CephCache(**d)
+    fine, coarse, xyf, xyo, fac = [], [], [], [], []
+    for i in ids:
+        with Image.open(root / "images" / f"{i}.jpg") as im:
+            px = np.asarray(im.convert("L"), dtype=np.float32)
+        f, c = prepare(normalize_intensity(px), (ISBI_SPACING_MM, ISBI_SPACING_MM), cfg)
+        pts = read_isbi_points(root, i)
+        fine.append(f.image.half())
+        coarse.append(c)
+        xyo.append(pts)
+        xyf.append(f.to_resampled(pts))
+        fac.append(f.factor_xy)
+    shapes = {tuple(c.shape) for c in coarse}
+    if len(shapes) != 1:
+        raise ValueError(f"training images differ in size after resampling: {shapes}")
+    cache = CephCache(ids, fine, torch.cat(coarse), np.stack(xyf), np.stack(xyo), np.stack(fac))
+    if cache_file is not None:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(cache.__dict__, cache_file)
+    return cache
+
+
+def _save(path: Path, **state: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def _lr(base: float, frac: float) -> float:
+    """Constant for the first 60 % of training, then cosine decay to 1 % of ``base``."""
+    if frac < 0.6:
+        return base
+    t = (frac - 0.6) / 0.4
+    return base * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+
+
+def coarse_batch(
+    cache: CephCache, idx: np.ndarray, rng: np.random.Generator, cfg: StageConfig, augment: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Augmented coarse images and targets for the images ``idx``."""
+    x = cache.coarse[idx]
+    xy = fine_to_coarse(cache.xy_fine[idx], cfg.coarse_pool)  # (B, N, 2)
+    b, _, h, w = x.shape
+    if augment:
+        lin = random_linear(rng, b, 2.0, (0.9, 1.1))
+        shift = torch.tensor(rng.uniform(-10, 10, (b, 2)), dtype=torch.float32)
+        ctr = torch.tensor([(w - 1) / 2.0, (h - 1) / 2.0])
+        trans = ctr - (lin @ ctr) - shift  # src = lin @ out + trans
+        m = torch.cat([lin, trans[..., None]], dim=2)
+        grid = F.affine_grid(pixel_affine_to_theta(m, (h, w), (h, w)), [b, 1, h, w], align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        inv = torch.linalg.inv(lin).numpy()
+        xy = np.einsum("bij,bnj->bni", inv, xy - trans.numpy()[:, None, :])
+        x = random_intensity(rng, x)
+    y = gaussian_targets(torch.tensor(xy, dtype=torch.float32), h, w, cfg.sigma_px)
+    return x, y
+
+
+def refine_batch(
+    cache: CephCache, rng: np.random.Generator, cfg: StageConfig, batch: int, offset_sd_px: float = 15.0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Patches around randomly shifted true points, their targets and landmark indices."""
+    img = rng.integers(0, len(cache.ids), batch)
+    lm = rng.integers(0, cfg.n_landmarks, batch)
+    lim = cfg.patch * 0.35
+    off = np.clip(rng.normal(0, offset_sd_px, (batch, 2)), -lim, lim)
+    lin = random_linear(rng, batch, 5.0, (0.9, 1.1))
+    patches, targets = [], []
+    half = (cfg.patch - 1) / 2.0
+    for k in range(batch):
+        true = cache.xy_fine[img[k], lm[k]]
+        c = true + off[k]
+        p = crop_patches(cache.fine[img[k]].float(), c[None], cfg.patch, lin[k : k + 1])
+        uv = np.linalg.inv(lin[k].numpy()) @ (true - c) + half
+        patches.append(p)
+        targets.append(uv)
+    x = random_intensity(rng, torch.cat(patches))
+    y = gaussian_targets(torch.tensor(np.array(targets), dtype=torch.float32)[:, None], cfg.patch, cfg.patch, cfg.sigma_px)
+    return x, y, torch.as_tensor(lm)
+
+
+def coarse_errors_mm(net: torch.nn.Module, cache: CephCache, cfg: StageConfig) -> np.ndarray:
+    """Radial errors (mm) of the coarse stage alone on ``cache``, ``(M, N)``."""
+    net.eval()
+    errs = []
+    with torch.no_grad():
+        for i in range(len(cache.ids)):
+            xy, _ = decode(net(cache.coarse[i : i + 1]))
+            fine_xy = coarse_to_fine(xy[0], cfg.coarse_pool)
+            orig = (fine_xy + 0.5) / cache.factor_xy[i] - 0.5
+            errs.append(np.linalg.norm(orig - cache.xy_orig[i], axis=1) * ISBI_SPACING_MM)
+    net.train()
+    return np.array(errs)
+
+
+def train_coarse(
+    train: CephCache, val: CephCache | None, cfg: StageConfig, out: Path, *, epochs: int, lr: float = 1e-3,
+    batch: int = 4, seed: int = 0,
+) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / "coarse_ckpt.pt"
+    torch.manual_seed(seed)
+    net = cfg.build_coarse()
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    start, rng = 0, np.random.default_rng(seed)
+    if ckpt.exists():
+        st = torch.load(ckpt, weights_only=False)
+        net.load_state_dict(st["net"])
+        opt.load_state_dict(st["opt"])
+        start, rng = st["epoch"], st["rng"]
+        log.info("resumed coarse training at epoch %d", start)
+    n = len(train.ids)
+    t0 = time.time()
+    for ep in range(start, epochs):
+        for g in opt.param_groups:
+            g["lr"] = _lr(lr, ep / epochs)
+        perm = rng.permutation(n)
+        losses = []
+        for s in range(0, n - batch + 1, batch):
+            x, y = coarse_batch(train, perm[s : s + batch], rng, cfg)
+            loss = F.mse_loss(net(x), y) * 100
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        msg = f"coarse epoch {ep + 1}/{epochs} loss {np.mean(losses):.4f} lr {opt.param_groups[0]['lr']:.2e} {time.time() - t0:.0f}s"
+        if val is not None and ((ep + 1) % 5 == 0 or ep + 1 == epochs):
+            e = coarse_errors_mm(net, val, cfg)
+            msg += f" | val MRE {e.mean():.3f} mm SDR2 {100 * (e <= 2).mean():.1f}% SDR4 {100 * (e <= 4).mean():.1f}%"
+        log.info(msg)
+        _save(ckpt, net=net.state_dict(), opt=opt.state_dict(), epoch=ep + 1, rng=rng)
+    torch.save(net.state_dict(), out / "coarse_final.pt")
+    return out / "coarse_final.pt"
+
+
+def train_refine(
+    train: CephCache, cfg: StageConfig, out: Path, *, steps: int, lr: float = 1e-3, batch: int = 24,
+    seed: int = 1, ckpt_every: int = 50,
+) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / "refine_ckpt.pt"
+    torch.manual_seed(seed)
+    net = cfg.build_refine()
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    start, rng = 0, np.random.default_rng(seed)
+    if ckpt.exists():
+        st = torch.load(ckpt, weights_only=False)
+        net.load_state_dict(st["net"])
+        opt.load_state_dict(st["opt"])
+        start, rng = st["step"], st["rng"]
+        log.info("resumed refinement training at step %d", start)
+    t0, losses = time.time(), []
+    for step in range(start, steps):
+        for g in opt.param_groups:
+            g["lr"] = _lr(lr, step / steps)
+        x, y, lm = refine_batch(train, rng, cfg, batch)
+        pred = net(x)[torch.arange(len(lm)), lm][:, None]
+        loss = F.mse_loss(pred, y) * 100
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        if (step + 1) % ckpt_every == 0 or step + 1 == steps:
+            log.info("refine step %d/%d loss %.4f lr %.2e %.0fs", step + 1, steps, np.mean(losses), opt.param_groups[0]["lr"], time.time() - t0)
+            losses = []
+            _save(ckpt, net=net.state_dict(), opt=opt.state_dict(), step=step + 1, rng=rng)
+    torch.save(net.state_dict(), out / "refine_final.pt")
+    return out / "refine_final.pt"
+
+
+def split_ids(n_val: int = 30) -> tuple[list[str], list[str]]:
+    """The fixed split used for the shipped model: 001–120 train, 121–150 validation."""
+    ids = [f"{i:03d}" for i in range(1, 151)]
+    return ids[: 150 - n_val], ids[150 - n_val :]
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="train the two-stage ceph model")
+    ap.add_argument("stage", choices=["coarse", "refine"])
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--epochs", type=int, default=60)
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ids", type=str, default=None, help="comma-separated training ids (default 001-120)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    cfg = StageConfig()
+    tr_ids, va_ids = split_ids()
+    if args.ids:
+        tr_ids = args.ids.split(",")
+        va_ids = []
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+    t0 = time.time()
+    train = build_cache(args.data, tr_ids, cfg, args.out / f"cache_train_{len(tr_ids)}.pt")
+    log.info("cache ready (%d images) in %.0fs", len(tr_ids), time.time() - t0)
+    if args.stage == "coarse":
+        val = build_cache(args.data, va_ids, cfg, args.out / f"cache_val_{len(va_ids)}.pt") if va_ids else None
+        train_coarse(train, val, cfg, args.out, epochs=args.epochs)
+    else:
+        train_refine(train, cfg, args.out, steps=args.steps)
+    log.info("done in %.0fs", time.time() - t0)
+
+
+if __name__ == "__main__":
+    main()
