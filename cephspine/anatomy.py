@@ -37,9 +37,7 @@ CEPH_ABBREVIATIONS: Final[tuple[str, ...]] = (
 )  # fmt: skip
 """Short names of :data:`CEPH_LANDMARKS`, same order."""
 
-VERTEBRAE: Final[tuple[str, ...]] = tuple(
-    [f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)]
-)
+VERTEBRAE: Final[tuple[str, ...]] = tuple([f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)])
 """The 17 vertebrae of the spine model, top to bottom."""
 
 CORNERS: Final[tuple[str, ...]] = ("TL", "TR", "BL", "BR")

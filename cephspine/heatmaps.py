@@ -46,7 +46,9 @@ def decode(heatmaps: torch.Tensor) -> tuple[npt.NDArray[np.float64], npt.NDArray
     peak = np.take_along_axis(flat, idx[..., None], axis=-1)[..., 0]
     iy, ix = np.divmod(idx, w)
 
-    def offset(m: npt.NDArray[np.float64], c: npt.NDArray[np.float64], p: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    def offset(
+        m: npt.NDArray[np.float64], c: npt.NDArray[np.float64], p: npt.NDArray[np.float64]
+    ) -> npt.NDArray[np.float64]:
         denom = m - 2.0 * c + p
         with np.errstate(divide="ignore", invalid="ignore"):
             off = np.where(denom < 0, 0.5 * (m - p) / denom, 0.0)

@@ -71,9 +71,7 @@ class StageConfig:
         )
 
     def build_refine(self) -> AppearanceContextNet:
-        return AppearanceContextNet(
-            self.n_landmarks, base=self.refine_base, depth=self.refine_depth, context=False
-        )
+        return AppearanceContextNet(self.n_landmarks, base=self.refine_base, depth=self.refine_depth, context=False)
 
 
 def fine_to_coarse(xy: npt.NDArray[np.float64], pool: int) -> npt.NDArray[np.float64]:
@@ -99,14 +97,58 @@ class StageOutput:
         return np.stack([self.refine_peak, self.coarse_peak, shift], axis=1)
 
 
-def prepare(pixels01: npt.NDArray[np.float32], spacing_rc_mm: tuple[float, float], cfg: StageConfig) -> tuple[Resampled, torch.Tensor]:
+def prepare(
+    pixels01: npt.NDArray[np.float32], spacing_rc_mm: tuple[float, float], cfg: StageConfig
+) -> tuple[Resampled, torch.Tensor]:
     """Resample a [0, 1] image to the fine grid and pool it to the coarse grid."""
     fine = resample(pixels01, spacing_rc_mm, cfg.fine_mm, cfg.pad_multiple)
     coarse = F.avg_pool2d(fine.image, cfg.coarse_pool)
     return fine, coarse
 
 
+def mirrored(fine: Resampled, cfg: StageConfig) -> tuple[Resampled, torch.Tensor]:
+    """The fine image flipped left-right (padding kept at the right) and its coarse copy.
+
+    A fine x coordinate ``x`` in the mirrored image is ``width - 1 - x`` in ``fine``.
+    """
+    h, w = fine.size_hw
+    img = torch.zeros_like(fine.image)
+    img[..., :h, :w] = fine.image[..., :h, :w].flip(-1)
+    return Resampled(img, fine.factor_xy, fine.size_hw), F.avg_pool2d(img, cfg.coarse_pool)
+
+
+def unmirror_x(xy: npt.NDArray[np.float64], width: int) -> npt.NDArray[np.float64]:
+    out = np.array(xy, dtype=np.float64, copy=True)
+    out[..., 0] = width - 1 - out[..., 0]
+    return out
+
+
 @torch.no_grad()
+def coarse_stage(
+    net: torch.nn.Module, coarse_imgs: torch.Tensor, cfg: StageConfig, device: torch.device | str = "cpu"
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Coarse positions in **fine** pixels ``(B, N, 2)`` and heatmap peaks ``(B, N)``."""
+    xy, peak = decode(net(coarse_imgs.to(device)))
+    return coarse_to_fine(xy, cfg.coarse_pool), peak
+
+
+@torch.no_grad()
+def refine_stage(
+    net: torch.nn.Module,
+    fine: Resampled,
+    centers_fine: npt.NDArray[np.float64],
+    cfg: StageConfig,
+    device: torch.device | str = "cpu",
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Refined positions in fine pixels ``(N, 2)`` and peaks ``(N,)`` from one patch per landmark."""
+    patches = crop_patches(fine.image, centers_fine, cfg.patch)
+    out = net(patches.to(device))  # (N, N, p, p): patch k is read from channel k
+    idx = torch.arange(cfg.n_landmarks, device=out.device)
+    xy, peak = decode(out[idx, idx][:, None])
+    half = (cfg.patch - 1) / 2.0
+    return centers_fine + (xy[:, 0] - half), peak[:, 0]
+
+
 def run_stages(
     coarse_net: torch.nn.Module,
     refine_net: torch.nn.Module,
@@ -116,19 +158,11 @@ def run_stages(
     device: torch.device | str = "cpu",
 ) -> StageOutput:
     """Run both stages on one prepared image (networks in eval mode)."""
-    hm = coarse_net(coarse_img.to(device))
-    c_xy, c_peak = decode(hm)
-    c_fine = coarse_to_fine(c_xy[0], cfg.coarse_pool)
-    patches = crop_patches(fine.image, c_fine, cfg.patch)
-    out = refine_net(patches.to(device))  # (N, N, p, p): patch k, channel k
-    idx = torch.arange(cfg.n_landmarks, device=out.device)
-    own = out[idx, idx][:, None]  # (N, 1, p, p)
-    r_xy, r_peak = decode(own)
-    half = (cfg.patch - 1) / 2.0
-    r_fine = c_fine + (r_xy[:, 0] - half)
+    c_fine, c_peak = coarse_stage(coarse_net, coarse_img, cfg, device)
+    r_fine, r_peak = refine_stage(refine_net, fine, c_fine[0], cfg, device)
     return StageOutput(
         xy_px=fine.to_original(r_fine),
-        coarse_xy_px=fine.to_original(c_fine),
+        coarse_xy_px=fine.to_original(c_fine[0]),
         coarse_peak=c_peak[0],
-        refine_peak=r_peak[:, 0],
+        refine_peak=r_peak,
     )

@@ -77,9 +77,7 @@ def resample(
     return Resampled(t.contiguous(), np.array([nw / w, nh / h], dtype=np.float64), (nh, nw))
 
 
-def pixel_affine_to_theta(
-    m: torch.Tensor, src_hw: tuple[int, int], out_hw: tuple[int, int]
-) -> torch.Tensor:
+def pixel_affine_to_theta(m: torch.Tensor, src_hw: tuple[int, int], out_hw: tuple[int, int]) -> torch.Tensor:
     """Convert pixel-space affines (output pixel → source pixel) to ``affine_grid`` thetas.
 
     Args:

@@ -47,12 +47,14 @@ def as_spacing(value: Any, *, what: str = "spacing") -> Spacing | None:
     """
     if value is None:
         return None
+    if isinstance(value, (bool, np.bool_, str, bytes)):
+        raise SpacingError(f"{what} must be a number or a (row_mm, col_mm) pair, got {value!r}")
     if isinstance(value, (int, float, np.integer, np.floating)):
         pair = (float(value), float(value))
     else:
         try:
             items = [float(v) for v in value]
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise SpacingError(f"{what} must be a number or a (row_mm, col_mm) pair, got {value!r}") from None
         if len(items) != 2:
             raise SpacingError(f"{what} must have 2 values (row_mm, col_mm), got {len(items)}")

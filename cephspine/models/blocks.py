@@ -32,9 +32,7 @@ class ChannelAttention(nn.Module):
     def __init__(self, channels: int, reduction: int = 8) -> None:
         super().__init__()
         hidden = max(channels // reduction, 4)
-        self.mlp = nn.Sequential(
-            nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1)
-        )
+        self.mlp = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         avg = self.mlp(torch.mean(x, dim=(2, 3), keepdim=True))

@@ -34,9 +34,7 @@ class AppearanceContextNet(nn.Module):
         super().__init__()
         self.appearance = AppearanceUNet(1, n_landmarks, base, depth)
         self.context = (
-            GlobalContext(n_landmarks, context_width, context_kernel, stride=context_stride)
-            if context
-            else None
+            GlobalContext(n_landmarks, context_width, context_kernel, stride=context_stride) if context else None
         )
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:

@@ -130,7 +130,9 @@ def refine_batch(
         patches.append(p)
         targets.append(uv)
     x = random_intensity(rng, torch.cat(patches))
-    y = gaussian_targets(torch.tensor(np.array(targets), dtype=torch.float32)[:, None], cfg.patch, cfg.patch, cfg.sigma_px)
+    y = gaussian_targets(
+        torch.tensor(np.array(targets), dtype=torch.float32)[:, None], cfg.patch, cfg.patch, cfg.sigma_px
+    )
     return x, y, torch.as_tensor(lm)
 
 
@@ -149,8 +151,15 @@ def coarse_errors_mm(net: torch.nn.Module, cache: CephCache, cfg: StageConfig) -
 
 
 def train_coarse(
-    train: CephCache, val: CephCache | None, cfg: StageConfig, out: Path, *, epochs: int, lr: float = 1e-3,
-    batch: int = 4, seed: int = 0,
+    train: CephCache,
+    val: CephCache | None,
+    cfg: StageConfig,
+    out: Path,
+    *,
+    epochs: int,
+    lr: float = 1e-3,
+    batch: int = 4,
+    seed: int = 0,
 ) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "coarse_ckpt.pt"
@@ -178,7 +187,8 @@ def train_coarse(
             loss.backward()
             opt.step()
             losses.append(loss.item())
-        msg = f"coarse epoch {ep + 1}/{epochs} loss {np.mean(losses):.4f} lr {opt.param_groups[0]['lr']:.2e} {time.time() - t0:.0f}s"
+        lr_now = opt.param_groups[0]["lr"]
+        msg = f"coarse epoch {ep + 1}/{epochs} loss {np.mean(losses):.4f} lr {lr_now:.2e} {time.time() - t0:.0f}s"
         if val is not None and ((ep + 1) % 5 == 0 or ep + 1 == epochs):
             e = coarse_errors_mm(net, val, cfg)
             msg += f" | val MRE {e.mean():.3f} mm SDR2 {100 * (e <= 2).mean():.1f}% SDR4 {100 * (e <= 4).mean():.1f}%"
@@ -189,8 +199,15 @@ def train_coarse(
 
 
 def train_refine(
-    train: CephCache, cfg: StageConfig, out: Path, *, steps: int, lr: float = 1e-3, batch: int = 24,
-    seed: int = 1, ckpt_every: int = 50,
+    train: CephCache,
+    cfg: StageConfig,
+    out: Path,
+    *,
+    steps: int,
+    lr: float = 1e-3,
+    batch: int = 24,
+    seed: int = 1,
+    ckpt_every: int = 50,
 ) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "refine_ckpt.pt"
@@ -216,7 +233,14 @@ def train_refine(
         opt.step()
         losses.append(loss.item())
         if (step + 1) % ckpt_every == 0 or step + 1 == steps:
-            log.info("refine step %d/%d loss %.4f lr %.2e %.0fs", step + 1, steps, np.mean(losses), opt.param_groups[0]["lr"], time.time() - t0)
+            log.info(
+                "refine step %d/%d loss %.4f lr %.2e %.0fs",
+                step + 1,
+                steps,
+                np.mean(losses),
+                opt.param_groups[0]["lr"],
+                time.time() - t0,
+            )
             losses = []
             _save(ckpt, net=net.state_dict(), opt=opt.state_dict(), step=step + 1, rng=rng)
     torch.save(net.state_dict(), out / "refine_final.pt")
@@ -229,11 +253,67 @@ def split_ids(n_val: int = 30) -> tuple[list[str], list[str]]:
     return ids[: 150 - n_val], ids[150 - n_val :]
 
 
+def train_ceph(
+    data: Path,
+    out: Path,
+    *,
+    epochs: int = 40,
+    steps: int = 1500,
+    train_ids: list[str] | None = None,
+    val_ids: list[str] | None = None,
+    threads: int | None = None,
+    cfg: StageConfig | None = None,
+    version: str = "0.1.0",
+) -> Path:
+    """Train both stages, calibrate and write a model directory ``out / "model"``.
+
+    Resumes from the checkpoints in ``out`` when run again. The returned directory loads
+    with ``Detector.from_pretrained(path)``. Wall time of each part goes into the card.
+    """
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = cfg or StageConfig()
+    default_train, default_val = split_ids()
+    train_ids = train_ids or default_train
+    val_ids = val_ids or default_val
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+    t0 = time.time()
+    train = build_cache(data, train_ids, cfg, out / "cache_train.pt")
+    val = build_cache(data, val_ids, cfg, out / "cache_val.pt")
+    t1 = time.time()
+    train_coarse(train, val, cfg, out, epochs=epochs)
+    t2 = time.time()
+    train_refine(train, cfg, out, steps=steps)
+    t3 = time.time()
+    from cephspine.training.finalize import finalize_ceph
+
+    finalize_ceph(
+        out,
+        data,
+        out / "model",
+        val_ids,
+        {
+            "version": version,
+            "training": {
+                "train_ids": f"{train_ids[0]}-{train_ids[-1]} ({len(train_ids)} images)",
+                "coarse_epochs": epochs,
+                "refine_steps": steps,
+                "threads": torch.get_num_threads(),
+                "cache_s": round(t1 - t0, 1),
+                "coarse_s": round(t2 - t1, 1),
+                "refine_s": round(t3 - t2, 1),
+            },
+        },
+    )
+    return out / "model"
+
+
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
     ap = argparse.ArgumentParser(description="train the two-stage ceph model")
-    ap.add_argument("stage", choices=["coarse", "refine"])
+    ap.add_argument("stage", choices=["coarse", "refine", "all"])
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--epochs", type=int, default=60)
@@ -253,7 +333,9 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.time()
     train = build_cache(args.data, tr_ids, cfg, args.out / f"cache_train_{len(tr_ids)}.pt")
     log.info("cache ready (%d images) in %.0fs", len(tr_ids), time.time() - t0)
-    if args.stage == "coarse":
+    if args.stage == "all":
+        train_ceph(args.data, args.out, epochs=args.epochs, steps=args.steps, train_ids=tr_ids)
+    elif args.stage == "coarse":
         val = build_cache(args.data, va_ids, cfg, args.out / f"cache_val_{len(va_ids)}.pt") if va_ids else None
         train_coarse(train, val, cfg, args.out, epochs=args.epochs)
     else:

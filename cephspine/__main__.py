@@ -1,0 +1,3 @@
+from cephspine.cli import main
+
+main()

@@ -1,0 +1,154 @@
+"""Command-line interface (``cephspine`` / ``python -m cephspine``): thin wrappers over the API.
+
+Heavy imports happen inside the commands so that ``--help`` is instant.
+Exit codes: 0 ok, 1 processing error, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(
+    name="cephspine",
+    help="Landmarks and clinical measures on lateral cephalograms and spine X-rays.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+train_app = typer.Typer(help="Train a model on a dataset folder.", no_args_is_help=True)
+evaluate_app = typer.Typer(help="Evaluate a model on an annotated dataset folder.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+app.add_typer(evaluate_app, name="evaluate")
+
+_state = {"debug": False}
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+@app.callback()
+def _main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")) -> None:
+    _state["debug"] = debug
+
+
+def _fail(exc: BaseException) -> None:
+    if _state["debug"]:
+        raise exc
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(1)
+
+
+@app.command()
+def models() -> None:
+    """List the models that ship with cephspine (and those in $CEPHSPINE_WEIGHTS)."""
+    from cephspine.registry import available_models, read_card, resolve
+
+    for name in available_models():
+        card = read_card(resolve(name))
+        m = card.get("metrics", {})
+        acc = f"val MRE {m['mre_mm']:.2f} mm, SDR 2 mm {m['sdr_2mm_pct']:.1f} %" if "mre_mm" in m else ""
+        typer.echo(f"{name}\t{card['version']}\t{len(card['landmarks'])} landmarks\t{acc}")
+
+
+@app.command()
+def predict(
+    image: Path = typer.Argument(..., help="Radiograph: JPEG, PNG, TIFF or DICOM."),
+    model: str = typer.Option("ceph", "--model", "-m", help="Model name or model directory."),
+    spacing: float | None = typer.Option(None, help="Pixel spacing in mm, overriding the file's."),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="Output format."),
+    device: str = typer.Option("auto", help="'auto', 'cpu' or 'cuda'."),
+) -> None:
+    """Predict the landmarks of one radiograph."""
+    import warnings
+
+    from cephspine.detector import Detector
+    from cephspine.errors import CephspineError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pred = Detector.from_pretrained(model, device=device).predict(image, spacing=spacing)
+    except CephspineError as exc:
+        _fail(exc)
+        return
+    df = pred.to_dataframe()
+    if fmt is OutputFormat.csv:
+        df.to_csv(sys.stdout, index=False)
+    elif fmt is OutputFormat.json:
+        typer.echo(df.to_json(orient="records", indent=1))
+    else:
+        typer.echo(df.drop(columns=["image", "model"]).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+        for w in pred.warnings:
+            typer.echo(f"warning: {w}", err=True)
+
+
+@train_app.command("ceph")
+def train_ceph_cmd(
+    data: Path = typer.Option(..., exists=True, file_okay=False, help="Folder in the ISBI 2015 layout."),
+    out: Path = typer.Option(..., help="Run folder (checkpoints; the model goes to OUT/model)."),
+    epochs: int = typer.Option(40, help="Coarse-stage epochs."),
+    steps: int = typer.Option(1500, help="Refinement-stage steps (batches of 24 patches)."),
+    threads: int | None = typer.Option(None, help="Torch CPU threads (default: torch's)."),
+) -> None:
+    """Train the two-stage cephalometric model (resumes from OUT's checkpoints)."""
+    import logging
+
+    from cephspine.errors import CephspineError
+    from cephspine.training.ceph import train_ceph
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    try:
+        model_dir = train_ceph(data, out, epochs=epochs, steps=steps, threads=threads)
+    except (CephspineError, OSError) as exc:
+        _fail(exc)
+        return
+    typer.echo(f"model written to {model_dir}")
+
+
+@evaluate_app.command("ceph")
+def evaluate_ceph_cmd(
+    data: Path = typer.Option(..., exists=True, file_okay=False, help="Folder in the ISBI 2015 layout."),
+    model: str = typer.Option("ceph", "--model", "-m", help="Model name or directory."),
+    truth: str = typer.Option("mean", help="'mean' of both doctors or 'senior'."),
+    csv: Path | None = typer.Option(None, help="Write per-landmark errors of every image here."),
+    ids: str | None = typer.Option(None, help="Comma-separated image ids (default: all)."),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f"),
+) -> None:
+    """Print MRE, SD and SDR at 2/2.5/3/4 mm (the paper's Table I) and per-landmark errors."""
+    import warnings
+
+    from cephspine.detector import Detector
+    from cephspine.errors import CephspineError
+    from cephspine.evaluation import evaluate_ceph
+
+    if truth not in ("mean", "senior"):
+        raise typer.BadParameter("truth must be 'mean' or 'senior'")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ev = evaluate_ceph(Detector.from_pretrained(model), data, ids=ids.split(",") if ids else None, truth=truth)
+    except CephspineError as exc:
+        _fail(exc)
+        return
+    table = ev.table()
+    if csv is not None:
+        ev.per_image().to_csv(csv, index=False)
+    if fmt is OutputFormat.csv:
+        table.to_csv(sys.stdout)
+    elif fmt is OutputFormat.json:
+        typer.echo(json.dumps(json.loads(table.to_json(orient="index")), indent=1))
+    else:
+        typer.echo(f"{len(ev.ids)} images, truth: {truth}")
+        typer.echo(table.to_string(float_format=lambda v: f"{v:.2f}"))
+
+
+def main() -> None:
+    app()

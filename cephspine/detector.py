@@ -1,0 +1,307 @@
+"""``Detector``: load a shipped (or user-trained) model and predict landmarks on radiographs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cephspine.confidence import Calibrator
+from cephspine.errors import LowConfidenceWarning, ModelLoadError, RegistrationWarning, SpacingWarning
+from cephspine.pipeline import (
+    StageConfig,
+    coarse_stage,
+    coarse_to_fine,
+    fine_to_coarse,
+    mirrored,
+    prepare,
+    refine_stage,
+    unmirror_x,
+)
+from cephspine.prediction import Prediction
+from cephspine.preprocess import normalize_intensity
+from cephspine.radiograph import Radiograph, Spacing
+from cephspine.registration import Template, register, warp_to_template
+from cephspine.registry import TEMPLATE_FILE, WEIGHTS_FILE, read_card, resolve
+
+log = logging.getLogger(__name__)
+
+LOW_CONFIDENCE = 0.3
+"""Landmarks whose confidence is below this are listed in a warning."""
+
+REGISTER_MODES = ("auto", "always", "never")
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` → CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _load_state(path: Path, prefix: str, net: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    expected = net.state_dict()
+    sub = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+    missing = sorted(set(expected) - set(sub))
+    unexpected = sorted(set(sub) - set(expected))
+    if missing or unexpected:
+        raise ModelLoadError(
+            f"{path}: weights do not match the architecture in the card "
+            f"(missing {missing[:3]}{'…' if len(missing) > 3 else ''}, "
+            f"unexpected {unexpected[:3]}{'…' if len(unexpected) > 3 else ''})"
+        )
+    for k, v in sub.items():
+        if tuple(v.shape) != tuple(expected[k].shape):
+            raise ModelLoadError(
+                f"{path}: tensor {prefix}{k} has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}"
+            )
+    net.load_state_dict({k: v.to(expected[k].dtype) for k, v in sub.items()})
+
+
+class Detector:
+    """A landmark detector (coarse appearance-context net + full-resolution refinement).
+
+    Create it with :meth:`from_pretrained`; call :meth:`predict` on a path, a DICOM file,
+    a numpy array or a :class:`~cephspine.Radiograph`.
+
+    Example:
+        >>> det = Detector.from_pretrained("ceph")            # doctest: +SKIP
+        >>> pred = det.predict("ceph.jpg")                     # doctest: +SKIP
+        >>> pred.xy_mm[0]                                      # sella, mm  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        card: dict[str, Any],
+        coarse: torch.nn.Module,
+        refine: torch.nn.Module,
+        device: torch.device,
+        directory: Path | None = None,
+        template: Template | None = None,
+        register: str = "auto",
+    ) -> None:
+        if register not in REGISTER_MODES:
+            raise ValueError(f"register must be one of {REGISTER_MODES}, got {register!r}")
+        self.card = card
+        self.config = StageConfig.from_dict(card["config"])
+        self.names: tuple[str, ...] = tuple(card["landmarks"])
+        self.calibrator = Calibrator.from_dict(card["confidence"]) if "confidence" in card else None
+        self.device = device
+        self.directory = directory
+        self.coarse = coarse.to(device).eval()
+        self.refine = refine.to(device).eval()
+        self.training_spacing_mm = float(card.get("training_spacing_mm", 0.1))
+        self.detect_facing = bool(card.get("detect_facing", True))
+        self.template = template
+        self.register = register if template is not None else "never"
+        reg = card.get("registration", {})
+        self.register_below_peak = float(reg.get("auto_below_mean_coarse_peak", 0.0))
+
+    @property
+    def name(self) -> str:
+        return str(self.card["name"])
+
+    @property
+    def version(self) -> str:
+        return str(self.card["version"])
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_dir: str | os.PathLike[str] = "ceph",
+        *,
+        device: str | torch.device = "auto",
+        register: str = "auto",
+    ) -> Detector:
+        """Load a model by name (``"ceph"``) or from a directory with ``model.safetensors``
+        and ``card.json``. Weights are read with safetensors only (never pickle).
+
+        Args:
+            name_or_dir: a known model name or a model directory.
+            device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ...
+            register: template registration before the coarse stage: ``"auto"`` (only when
+                the unregistered coarse heatmaps are weak, i.e. an unusual pose or scanner),
+                ``"always"``, or ``"never"``. Needs a template in the model directory.
+
+        Raises:
+            UnknownModelError: unknown name (the message lists the known ones).
+            ModelLoadError: missing files, or tensors that do not match the card.
+        """
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        directory = resolve(name_or_dir)
+        card = read_card(directory)
+        wpath = directory / WEIGHTS_FILE
+        if not wpath.is_file():
+            raise ModelLoadError(f"{wpath}: weights file missing")
+        try:
+            tensors = load_file(str(wpath))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ModelLoadError(f"{wpath}: not a readable safetensors file ({exc})") from None
+        try:
+            cfg = StageConfig.from_dict(card["config"])
+            if len(card["landmarks"]) != cfg.n_landmarks:
+                raise ModelLoadError(
+                    f"{directory / 'card.json'}: {len(card['landmarks'])} landmark names for {cfg.n_landmarks} outputs"
+                )
+            coarse, refine = cfg.build_coarse(), cfg.build_refine()
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ModelLoadError(f"{directory / 'card.json'}: invalid config ({exc})") from None
+        _load_state(wpath, "coarse.", coarse, tensors)
+        _load_state(wpath, "refine.", refine, tensors)
+        template = None
+        tpath = directory / TEMPLATE_FILE
+        if tpath.is_file():
+            try:
+                with np.load(tpath, allow_pickle=False) as z:
+                    template = Template(z["image"].astype(np.float32), z["mask"].astype(bool))
+            except (OSError, ValueError, KeyError) as exc:
+                raise ModelLoadError(f"{tpath}: unreadable registration template ({exc})") from None
+        return cls(card, coarse, refine, resolve_device(device), directory, template, register)
+
+    def __repr__(self) -> str:
+        return f"Detector({self.name} {self.version}, {len(self.names)} landmarks, device={self.device})"
+
+    def _radiograph(self, image: Any, spacing: Any) -> Radiograph:
+        from cephspine.io import load_image
+
+        return load_image(image, spacing=spacing)
+
+    def predict(self, image: Any, *, spacing: Any = None) -> Prediction:
+        """Predict the landmarks of one radiograph.
+
+        Args:
+            image: path (JPEG/PNG/TIFF/DICOM), ``(H, W)`` array, or :class:`~cephspine.Radiograph`.
+            spacing: optional pixel spacing in mm (number or ``(row_mm, col_mm)``),
+                overriding the file's.
+
+        Returns:
+            A :class:`~cephspine.Prediction` in original-image pixels (and mm when the
+            spacing is known). Without spacing the image is assumed to have the training
+            data's pixel size for resampling, and a :class:`SpacingWarning` is issued.
+        """
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        rg = self._radiograph(image, spacing)
+        timings["load_s"] = time.perf_counter() - t0
+        return self._predict_radiograph(rg, timings)
+
+    def _predict_radiograph(self, rg: Radiograph, timings: dict[str, float]) -> Prediction:
+        cfg = self.config
+        msgs: list[str] = []
+        t = time.perf_counter()
+        if rg.spacing is None:
+            sp = Spacing(self.training_spacing_mm, self.training_spacing_mm)
+            msgs.append(
+                f"{rg.name}: pixel spacing unknown; assumed {self.training_spacing_mm:g} mm for "
+                "resampling, millimetre outputs unavailable"
+            )
+            warnings.warn(msgs[-1], SpacingWarning, stacklevel=3)
+        else:
+            sp = rg.spacing
+        fine, coarse_img = prepare(normalize_intensity(rg.pixels), (sp.row_mm, sp.col_mm), cfg)
+        timings["preprocess_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        mirror = False
+        if self.detect_facing:
+            fine_m, coarse_m = mirrored(fine, cfg)
+            c_xy, c_peak = coarse_stage(self.coarse, torch.cat([coarse_img, coarse_m]), cfg, self.device)
+            mirror = bool(c_peak[1].mean() > c_peak[0].mean())
+            k = 1 if mirror else 0
+            c_xy, c_peak = c_xy[k], c_peak[k]
+            if mirror:
+                fine, coarse_img = fine_m, coarse_m
+        else:
+            c_all, p_all = coarse_stage(self.coarse, coarse_img, cfg, self.device)
+            c_xy, c_peak = c_all[0], p_all[0]
+        timings["coarse_s"] = time.perf_counter() - t
+        registration: dict[str, Any] = {"used": False}
+        if self.register == "always" or (self.register == "auto" and float(c_peak.mean()) < self.register_below_peak):
+            t = time.perf_counter()
+            c_xy, c_peak, registration = self._registered_coarse(coarse_img, c_xy, c_peak)
+            timings["registration_s"] = time.perf_counter() - t
+            if registration.get("reason"):
+                msgs.append(f"{rg.name}: registration failed ({registration['reason']}); unregistered path used")
+                warnings.warn(msgs[-1], RegistrationWarning, stacklevel=3)
+        t = time.perf_counter()
+        r_xy, r_peak = refine_stage(self.refine, fine, c_xy, cfg, self.device)
+        timings["refine_s"] = time.perf_counter() - t
+        if mirror:
+            c_xy, r_xy = unmirror_x(c_xy, fine.size_hw[1]), unmirror_x(r_xy, fine.size_hw[1])
+        xy = fine.to_original(r_xy)
+        coarse_xy = fine.to_original(c_xy)
+        shift_mm = np.linalg.norm((xy - coarse_xy) * sp.xy_mm, axis=1)
+        feats = np.stack([r_peak, c_peak, shift_mm], axis=1)
+        conf = self.calibrator(feats) if self.calibrator is not None else np.clip(r_peak, 0.0, 1.0)
+        low = [n for n, c in zip(self.names, conf) if c < LOW_CONFIDENCE]
+        if low:
+            msgs.append(f"{rg.name}: low confidence for {', '.join(low)}")
+            warnings.warn(msgs[-1], LowConfidenceWarning, stacklevel=3)
+        return Prediction(
+            names=self.names,
+            xy_px=xy,
+            confidence=conf,
+            image_shape=rg.shape,
+            spacing=rg.spacing,
+            model=self.name,
+            model_version=self.version,
+            source=rg.name if rg.source is not None else None,
+            warnings=tuple(msgs),
+            meta={
+                "mirrored": mirror,
+                "registration": registration,
+                "spacing_source": rg.spacing_source,
+                "timings": timings,
+                "features": {
+                    "refine_peak": r_peak.tolist(),
+                    "coarse_peak": c_peak.tolist(),
+                    "shift_mm": shift_mm.tolist(),
+                },
+            },
+        )
+
+    def _registered_coarse(
+        self, coarse_img: torch.Tensor, c_xy: np.ndarray, c_peak: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """Register the coarse image to the template and run the coarse stage there.
+
+        Returns the coarse positions (fine pixels) and peaks to use, and a summary. The
+        registered result replaces the unregistered one when registration passed its checks
+        and (in ``"auto"`` mode) its heatmaps are stronger.
+        """
+        assert self.template is not None
+        cfg = self.config
+        moving = coarse_img[0, 0].numpy()
+        res = register(moving, self.template)
+        info: dict[str, Any] = {
+            "used": False,
+            "ok": res.ok,
+            "metric": res.metric,
+            "seconds": res.seconds,
+            "matrix": res.matrix.tolist(),
+        }
+        if not res.ok:
+            info["reason"] = res.reason
+            return c_xy, c_peak, info
+        warped = warp_to_template(moving, res, self.template.image.shape)
+        h, w = warped.shape
+        ph, pw = (-h) % (cfg.pad_multiple // cfg.coarse_pool), (-w) % (cfg.pad_multiple // cfg.coarse_pool)
+        x = torch.nn.functional.pad(torch.from_numpy(warped)[None, None], (0, pw, 0, ph))
+        r_xy, r_peak = coarse_stage(self.coarse, x, cfg, self.device)
+        r_coarse_img = res.to_image(fine_to_coarse(r_xy[0], cfg.coarse_pool))
+        if self.register == "always" or r_peak[0].mean() > c_peak.mean():
+            info["used"] = True
+            return coarse_to_fine(r_coarse_img, cfg.coarse_pool), r_peak[0], info
+        return c_xy, c_peak, info
+
+    def predict_batch(self, images: Iterable[Any]) -> list[Prediction]:
+        """Predict several images (see :meth:`predict`); the model is loaded once."""
+        return [self.predict(im) for im in images]

@@ -1,0 +1,123 @@
+"""Package trained stages as a model directory: fp16 safetensors + card.json + MODEL_CARD.md."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+from cephspine.registration import Template
+from cephspine.registry import CARD_FILE, TEMPLATE_FILE, WEIGHTS_FILE
+
+
+def state_to_tensors(prefix: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Floating tensors as fp16 (the library casts them back), others unchanged."""
+    return {prefix + k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
+
+
+def write_model_dir(
+    out: Path,
+    coarse_state: dict[str, torch.Tensor],
+    refine_state: dict[str, torch.Tensor],
+    card: dict[str, Any],
+    template: Template | None = None,
+) -> Path:
+    """Write ``model.safetensors``, ``card.json`` (and ``template.npz``) into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = state_to_tensors("coarse.", coarse_state) | state_to_tensors("refine.", refine_state)
+    tmp = out / (WEIGHTS_FILE + ".tmp")
+    save_file(tensors, str(tmp), metadata={"name": str(card["name"]), "version": str(card["version"])})
+    tmp.replace(out / WEIGHTS_FILE)
+    if template is not None:
+        with open(out / (TEMPLATE_FILE + ".tmp"), "wb") as fh:
+            np.savez_compressed(fh, image=template.image.astype(np.float16), mask=template.mask)
+        (out / (TEMPLATE_FILE + ".tmp")).replace(out / TEMPLATE_FILE)
+    (out / CARD_FILE).write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
+    (out / "MODEL_CARD.md").write_text(render_model_card(card), encoding="utf-8")
+    return out
+
+
+def render_model_card(card: dict[str, Any]) -> str:
+    """Human-readable ``MODEL_CARD.md`` from a card dict (everything in it is measured)."""
+    cfg = card["config"]
+    lines = [
+        f"# Model card: `{card['name']}` {card['version']}",
+        "",
+        f"**Landmarks**: {len(card['landmarks'])} ({card['anatomy']}), in this order: "
+        + ", ".join(card["landmarks"])
+        + ".",
+        "",
+        "## Architecture",
+        "",
+        card["architecture"] + ".",
+        "",
+        f"- Coarse grid {cfg['fine_mm'] * cfg['coarse_pool']:g} mm/px; U-Net base {cfg['coarse_base']} filters, "
+        f"depth {cfg['coarse_depth']}, CBAM at every level; global context {cfg['context_width']} filters, "
+        f"kernel {tuple(cfg['context_kernel'])}, 7 dilated layers on a grid {cfg['context_stride']}x coarser.",
+        f"- Refinement: {cfg['patch']}x{cfg['patch']} patches at {cfg['fine_mm']:g} mm/px, U-Net base "
+        f"{cfg['refine_base']}, depth {cfg['refine_depth']}, CBAM at every level.",
+        f"- Targets: Gaussian heatmaps, sigma {cfg['sigma_px']:g} px of each stage's grid, peak 1; MSE loss.",
+        "- Weights: fp16 safetensors (cast to float32 on load).",
+    ]
+    if "registration" in card:
+        r = card["registration"]
+        lines += [
+            f"- Registration template: training image {r['template_image']} on the coarse grid, mask = "
+            f"landmarks + {r['margin_mm']:g} mm; affine, Mattes mutual information (SimpleITK). "
+            f'Default `register="auto"` registers only when the mean coarse heatmap peak is below '
+            f"{r['auto_below_mean_coarse_peak']:.3f} (the lowest seen on the held-out images).",
+        ]
+    if "training" in card:
+        t = card["training"]
+        lines += ["", "## Training", ""] + [f"- {k.replace('_', ' ')}: {v}" for k, v in t.items()]
+    if "metrics" in card:
+        m = card["metrics"]
+        lines += [
+            "",
+            "## Accuracy (held-out)",
+            "",
+            f"Data: {m['data']}; truth: {m['truth']}; {m['n_images']} images.",
+            "",
+            "| MRE (mm) | SD (mm) | SDR 2 mm | SDR 2.5 mm | SDR 3 mm | SDR 4 mm |",
+            "|---|---|---|---|---|---|",
+            f"| {m['mre_mm']:.3f} | {m['sd_mm']:.3f} | {m['sdr_2mm_pct']:.2f} % | {m['sdr_2.5mm_pct']:.2f} % | "
+            f"{m['sdr_3mm_pct']:.2f} % | {m['sdr_4mm_pct']:.2f} % |",
+            "",
+            "Per-landmark MRE (mm):",
+            "",
+            "| landmark | MRE (mm) |",
+            "|---|---|",
+        ] + [f"| {k} | {v:.2f} |" for k, v in m["per_landmark_mre_mm"].items()]
+    if "confidence" in card:
+        c = card["confidence"]
+        lines += [
+            "",
+            "## Confidence",
+            "",
+            f"`confidence` = {c['meaning']}; a logistic model on the refinement peak, the coarse peak and "
+            f"the coarse-to-refined shift, fitted on the held-out images. Cross-validated over images "
+            f"({len(c['cv_reliability'])} bins shown): Brier score {c['cv_brier']:.3f} "
+            f"(a constant rate scores {c['cv_brier_constant_baseline']:.3f}).",
+            "",
+            "| confidence bin | landmarks | mean confidence | observed rate within 2 mm |",
+            "|---|---|---|---|",
+        ] + [
+            f"| {r['bin_lo']:.1f}-{r['bin_hi']:.1f} | {r['n']} | {r['mean_confidence']:.2f} "
+            f"| {r['observed_rate']:.2f} |"
+            for r in c["cv_reliability"]
+        ]
+    lines += [
+        "",
+        "## Intended use and licence",
+        "",
+        card.get("license_note", ""),
+        "Not a medical device; outputs must be reviewed by a qualified clinician.",
+        "",
+        "## Citations",
+        "",
+    ] + [f"- {c}" for c in card.get("citations", [])]
+    return "\n".join(lines) + "\n"
