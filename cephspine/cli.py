@@ -75,7 +75,7 @@ def predict(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            pred = Detector.from_pretrained(model, device=device).predict(image, spacing=spacing)
+            pred = Detector.from_pretrained(model, device=_device(device)).predict(image, spacing=spacing)
     except CephspineError as exc:
         _fail(exc)
         return
@@ -121,6 +121,7 @@ def evaluate_ceph_cmd(
     csv: Path | None = typer.Option(None, help="Write per-landmark errors of every image here."),
     ids: str | None = typer.Option(None, help="Comma-separated image ids (default: all)."),
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f"),
+    device: str = typer.Option("auto", help="'auto', 'cpu' or 'cuda'."),
 ) -> None:
     """Print MRE, SD and SDR at 2/2.5/3/4 mm (the paper's Table I) and per-landmark errors."""
     import warnings
@@ -134,7 +135,9 @@ def evaluate_ceph_cmd(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ev = evaluate_ceph(Detector.from_pretrained(model), data, ids=ids.split(",") if ids else None, truth=truth)
+            ev = evaluate_ceph(
+                Detector.from_pretrained(model, device=_device(device)), data, ids=_parse_ids(ids), truth=truth
+            )
     except CephspineError as exc:
         _fail(exc)
         return
@@ -148,6 +151,36 @@ def evaluate_ceph_cmd(
     else:
         typer.echo(f"{len(ev.ids)} images, truth: {truth}")
         typer.echo(table.to_string(float_format=lambda v: f"{v:.2f}"))
+
+
+def _device(spec: str) -> str:
+    """Validate a device option before any work is done."""
+    import torch
+
+    if spec == "auto":
+        return spec
+    try:
+        dev = torch.device(spec)
+    except (RuntimeError, ValueError):
+        raise typer.BadParameter(f"unknown device {spec!r}; use 'auto', 'cpu' or 'cuda'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise typer.BadParameter("device 'cuda' requested but no CUDA GPU is available")
+    return spec
+
+
+def _parse_ids(spec: str | None) -> list[str] | None:
+    """``"121-150"`` → zero-padded ids, ``"001,005"`` → as given; ``None`` → all."""
+    if not spec:
+        return None
+    out: list[str] = []
+    for part in spec.split(","):
+        lo, sep, hi = part.strip().partition("-")
+        if sep and lo.isdigit() and hi.isdigit():
+            width = len(lo)
+            out.extend(f"{i:0{width}d}" for i in range(int(lo), int(hi) + 1))
+        else:
+            out.append(part.strip())
+    return out
 
 
 def main() -> None:

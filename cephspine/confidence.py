@@ -38,7 +38,7 @@ class Calibrator:
 
 
 def fit_calibrator(
-    features: npt.NDArray[np.float64], errors_mm: npt.NDArray[np.float64], radius_mm: float = 2.0, l2: float = 1e-2
+    features: npt.NDArray[np.float64], errors_mm: npt.NDArray[np.float64], radius_mm: float = 2.0, l2: float = 1e-3
 ) -> Calibrator:
     """Fit the logistic model by penalised maximum likelihood.
 
@@ -46,12 +46,22 @@ def fit_calibrator(
         features: ``(M, 3)`` per-landmark features (see :data:`FEATURES`).
         errors_mm: ``(M,)`` radial errors of the same landmarks.
         radius_mm: the radius whose hit probability the confidence estimates.
-        l2: ridge penalty on the non-intercept coefficients.
+        l2: ridge penalty on the non-intercept coefficients (per sample: the loss is the
+            mean log-loss, so larger values shrink the probabilities towards the hit rate).
+
+    Raises:
+        ValueError: no samples, ``features`` not ``(M, 3)``, or ``errors_mm`` not ``(M,)``.
     """
     from scipy.optimize import minimize
 
-    x = _design(features)
-    y = (np.asarray(errors_mm) <= radius_mm).astype(np.float64)
+    f = np.asarray(features, dtype=np.float64)
+    e = np.asarray(errors_mm, dtype=np.float64)
+    if f.ndim != 2 or f.shape[1] != len(FEATURES) or e.shape != (len(f),):
+        raise ValueError(f"features must be (M, {len(FEATURES)}) and errors_mm (M,), got {f.shape} and {e.shape}")
+    if len(f) == 0:
+        raise ValueError("cannot fit a calibrator on zero samples")
+    x = _design(f)
+    y = (e <= radius_mm).astype(np.float64)
 
     def loss(w: npt.NDArray[np.float64]) -> tuple[float, npt.NDArray[np.float64]]:
         z = x @ w

@@ -213,14 +213,15 @@ class Detector:
         mirror = False
         if self.detect_facing:
             fine_m, coarse_m = mirrored(fine, cfg)
-            c_xy, c_peak = coarse_stage(self.coarse, torch.cat([coarse_img, coarse_m]), cfg, self.device)
+            both = torch.cat([coarse_img, coarse_m])
+            c_xy, c_peak = coarse_stage(self.coarse, both, cfg, self.device, fine.size_hw)
             mirror = bool(c_peak[1].mean() > c_peak[0].mean())
             k = 1 if mirror else 0
             c_xy, c_peak = c_xy[k], c_peak[k]
             if mirror:
                 fine, coarse_img = fine_m, coarse_m
         else:
-            c_all, p_all = coarse_stage(self.coarse, coarse_img, cfg, self.device)
+            c_all, p_all = coarse_stage(self.coarse, coarse_img, cfg, self.device, fine.size_hw)
             c_xy, c_peak = c_all[0], p_all[0]
         timings["coarse_s"] = time.perf_counter() - t
         registration: dict[str, Any] = {"used": False}
@@ -236,7 +237,8 @@ class Detector:
         timings["refine_s"] = time.perf_counter() - t
         if mirror:
             c_xy, r_xy = unmirror_x(c_xy, fine.size_hw[1]), unmirror_x(r_xy, fine.size_hw[1])
-        xy = fine.to_original(r_xy)
+        # positions stay on the image (a padded border can attract a weak heatmap)
+        xy = np.clip(fine.to_original(r_xy), 0.0, np.array([rg.width - 1, rg.height - 1], dtype=np.float64))
         coarse_xy = fine.to_original(c_xy)
         shift_mm = np.linalg.norm((xy - coarse_xy) * sp.xy_mm, axis=1)
         feats = np.stack([r_peak, c_peak, shift_mm], axis=1)
@@ -295,7 +297,7 @@ class Detector:
         h, w = warped.shape
         ph, pw = (-h) % (cfg.pad_multiple // cfg.coarse_pool), (-w) % (cfg.pad_multiple // cfg.coarse_pool)
         x = torch.nn.functional.pad(torch.from_numpy(warped)[None, None], (0, pw, 0, ph))
-        r_xy, r_peak = coarse_stage(self.coarse, x, cfg, self.device)
+        r_xy, r_peak = coarse_stage(self.coarse, x, cfg, self.device, (h * cfg.coarse_pool, w * cfg.coarse_pool))
         r_coarse_img = res.to_image(fine_to_coarse(r_xy[0], cfg.coarse_pool))
         if self.register == "always" or r_peak[0].mean() > c_peak.mean():
             info["used"] = True

@@ -51,7 +51,7 @@ def decode(heatmaps: torch.Tensor) -> tuple[npt.NDArray[np.float64], npt.NDArray
     ) -> npt.NDArray[np.float64]:
         denom = m - 2.0 * c + p
         with np.errstate(divide="ignore", invalid="ignore"):
-            off = np.where(denom < 0, 0.5 * (m - p) / denom, 0.0)
+            off = np.where((denom < 0) & np.isfinite(denom), 0.5 * (m - p) / denom, 0.0)
         return np.clip(off, -0.5, 0.5)
 
     bi, ni = np.meshgrid(np.arange(b), np.arange(n), indexing="ij")

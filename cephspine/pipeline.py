@@ -125,10 +125,25 @@ def unmirror_x(xy: npt.NDArray[np.float64], width: int) -> npt.NDArray[np.float6
 
 @torch.no_grad()
 def coarse_stage(
-    net: torch.nn.Module, coarse_imgs: torch.Tensor, cfg: StageConfig, device: torch.device | str = "cpu"
+    net: torch.nn.Module,
+    coarse_imgs: torch.Tensor,
+    cfg: StageConfig,
+    device: torch.device | str = "cpu",
+    valid_hw: tuple[int, int] | None = None,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """Coarse positions in **fine** pixels ``(B, N, 2)`` and heatmap peaks ``(B, N)``."""
-    xy, peak = decode(net(coarse_imgs.to(device)))
+    """Coarse positions in **fine** pixels ``(B, N, 2)`` and heatmap peaks ``(B, N)``.
+
+    ``valid_hw``: the fine image's unpadded size; heatmap pixels over the padding are
+    ignored by the arg-max.
+    """
+    hm = net(coarse_imgs.to(device))
+    if valid_hw is not None:
+        h = -(-valid_hw[0] // cfg.coarse_pool)
+        w = -(-valid_hw[1] // cfg.coarse_pool)
+        hm = hm.clone()
+        hm[..., h:, :] = -torch.inf
+        hm[..., :, w:] = -torch.inf
+    xy, peak = decode(hm)
     return coarse_to_fine(xy, cfg.coarse_pool), peak
 
 
@@ -158,7 +173,7 @@ def run_stages(
     device: torch.device | str = "cpu",
 ) -> StageOutput:
     """Run both stages on one prepared image (networks in eval mode)."""
-    c_fine, c_peak = coarse_stage(coarse_net, coarse_img, cfg, device)
+    c_fine, c_peak = coarse_stage(coarse_net, coarse_img, cfg, device, fine.size_hw)
     r_fine, r_peak = refine_stage(refine_net, fine, c_fine[0], cfg, device)
     return StageOutput(
         xy_px=fine.to_original(r_fine),

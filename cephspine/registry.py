@@ -47,12 +47,18 @@ def resolve(name_or_dir: str | os.PathLike[str]) -> Path:
         UnknownModelError: a name that is neither a known model nor a directory.
     """
     p = Path(name_or_dir)
-    if p.is_dir():
+    if p.is_dir() and (p / CARD_FILE).is_file():
         return p
     name = str(name_or_dir)
-    for d in _search_dirs():
-        if (d / name / CARD_FILE).is_file():
-            return d / name
+    # a bare name ("ceph") is looked up first, so that an unrelated folder of that name in
+    # the working directory does not hide the model; "./ceph" or a Path is always a path
+    is_name = isinstance(name_or_dir, str) and not any(s and s in name for s in (os.sep, os.altsep))
+    if is_name:
+        for d in _search_dirs():
+            if (d / name / CARD_FILE).is_file():
+                return d / name
+    if p.is_dir():
+        return p  # a directory without a card: read_card says what is missing
     raise UnknownModelError(
         f"unknown model {name!r}: not a directory and not one of the known models {available_models()}"
     )

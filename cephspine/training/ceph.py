@@ -174,6 +174,7 @@ def train_coarse(
         start, rng = st["epoch"], st["rng"]
         log.info("resumed coarse training at epoch %d", start)
     n = len(train.ids)
+    batch = min(batch, n)  # fewer images than a batch: one smaller batch, not zero steps
     t0 = time.time()
     for ep in range(start, epochs):
         for g in opt.param_groups:

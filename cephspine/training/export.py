@@ -99,9 +99,13 @@ def render_model_card(card: dict[str, Any]) -> str:
             "## Confidence",
             "",
             f"`confidence` = {c['meaning']}; a logistic model on the refinement peak, the coarse peak and "
-            f"the coarse-to-refined shift, fitted on the held-out images. Cross-validated over images "
-            f"({len(c['cv_reliability'])} bins shown): Brier score {c['cv_brier']:.3f} "
-            f"(a constant rate scores {c['cv_brier_constant_baseline']:.3f}).",
+            f"the coarse-to-refined shift, fitted on the held-out images. "
+            + (
+                f"Cross-validated over images ({len(c['cv_reliability'])} bins shown): Brier score "
+                f"{c['cv_brier']:.3f} (a constant rate scores {c['cv_brier_constant_baseline']:.3f})."
+                if c.get("cv_brier") is not None
+                else "Not cross-validated (too few held-out images)."
+            ),
             "",
             "| confidence bin | landmarks | mean confidence | observed rate within 2 mm |",
             "|---|---|---|---|",

@@ -36,6 +36,17 @@ def cv_calibration(features: np.ndarray, errors: np.ndarray, folds: int = 5, rad
         features: ``(M, N, 3)``; errors: ``(M, N)``.
     """
     m = len(errors)
+    folds = min(folds, m)  # never a fold without training images
+    if folds < 2:
+        log.warning("%d held-out image(s): too few to cross-validate the confidence", m)
+        return {
+            "radius_mm": radius,
+            "folds": 0,
+            "brier": None,
+            "brier_constant_baseline": None,
+            "reliability": [],
+            "out_of_fold": None,
+        }
     oof = np.zeros_like(errors)
     for k in range(folds):
         test = np.arange(m) % folds == k

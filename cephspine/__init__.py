@@ -1,0 +1,104 @@
+"""cephspine: anatomical landmarks and clinical measures on lateral cephalograms and spine X-rays.
+
+The public API is flat::
+
+    import cephspine
+    rg = cephspine.load_image("scan.dcm")
+    errors = cephspine.metrics.radial_errors(pred_xy, true_xy, spacing=rg.spacing)
+
+``Detector`` is imported lazily (it needs torch), so ``import cephspine`` stays fast.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+from cephspine import anatomy, metrics
+from cephspine.anatomy import (
+    CEPH_ABBREVIATIONS,
+    CEPH_LANDMARKS,
+    CORNERS,
+    SPINE_LANDMARKS,
+    VERTEBRAE,
+    landmark_names,
+)
+from cephspine.data import example_path
+from cephspine.errors import (
+    CephspineError,
+    CephspineWarning,
+    DatasetError,
+    ImageReadError,
+    LandmarkError,
+    LowConfidenceWarning,
+    ModelLoadError,
+    RegistrationError,
+    RegistrationWarning,
+    SpacingError,
+    SpacingWarning,
+    UnknownModelError,
+    UnsupportedImageError,
+)
+from cephspine.io import AasceDataset, Defect, IsbiDataset, load_image
+from cephspine.prediction import Prediction
+from cephspine.radiograph import Radiograph, Spacing
+
+if TYPE_CHECKING:
+    from cephspine.detector import Detector
+
+try:
+    __version__ = version("cephspine")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+# name -> module for attributes imported on first use (they pull in heavy dependencies)
+_LAZY: dict[str, str] = {
+    "Detector": "cephspine.detector",
+}
+
+__all__ = [
+    "CEPH_ABBREVIATIONS",
+    "CEPH_LANDMARKS",
+    "CORNERS",
+    "SPINE_LANDMARKS",
+    "VERTEBRAE",
+    "AasceDataset",
+    "CephspineError",
+    "CephspineWarning",
+    "DatasetError",
+    "Defect",
+    "Detector",
+    "ImageReadError",
+    "IsbiDataset",
+    "LandmarkError",
+    "LowConfidenceWarning",
+    "ModelLoadError",
+    "Prediction",
+    "Radiograph",
+    "RegistrationError",
+    "RegistrationWarning",
+    "Spacing",
+    "SpacingError",
+    "SpacingWarning",
+    "UnknownModelError",
+    "UnsupportedImageError",
+    "__version__",
+    "anatomy",
+    "example_path",
+    "landmark_names",
+    "load_image",
+    "metrics",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'cephspine' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

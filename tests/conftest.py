@@ -1,0 +1,101 @@
+"""Shared test configuration."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("default", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", max_examples=1000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared ISBI/AASCE training data next to the repository, or skip."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    return SHARED_DATA.resolve()
+
+
+# --- tiny two-stage models for the detector, CLI and training tests -------------------
+
+TINY_CONFIG_KW: dict[str, object] = {
+    "n_landmarks": 19,
+    "coarse_pool": 4,
+    "coarse_base": 4,
+    "coarse_depth": 2,
+    "pad_multiple": 16,  # coarse_pool * 2**coarse_depth
+    "context_width": 8,
+    "context_stride": 4,  # divides the coarse grid (a multiple of 2**coarse_depth)
+    "patch": 32,
+    "refine_base": 4,
+    "refine_depth": 2,
+}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Keep tests light on a shared machine (and deterministic in timing)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    """A small :class:`StageConfig` whose networks run in milliseconds on a CPU."""
+    from cephspine.pipeline import StageConfig
+
+    return StageConfig(**TINY_CONFIG_KW)  # type: ignore[arg-type]
+
+
+def tiny_card(cfg, **extra):
+    """A complete model card for ``cfg`` (the 19 ISBI landmarks)."""
+    from cephspine.anatomy import CEPH_LANDMARKS
+
+    card = {
+        "name": "tiny",
+        "version": "0.0.1",
+        "anatomy": "ceph",
+        "landmarks": list(CEPH_LANDMARKS[: cfg.n_landmarks]),
+        "config": cfg.to_dict(),
+        "architecture": "tiny random-weight test model",
+    }
+    card.update(extra)
+    return card
+
+
+def build_model_dir(out: Path, cfg, seed: int = 0, **card_extra) -> Path:
+    """Write a random-weight model directory for ``cfg`` into ``out``."""
+    import torch
+
+    from cephspine.training.export import write_model_dir
+
+    torch.manual_seed(seed)
+    coarse, refine = cfg.build_coarse(), cfg.build_refine()
+    return write_model_dir(out, coarse.state_dict(), refine.state_dict(), tiny_card(cfg, **card_extra))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tiny_config) -> Path:
+    """A random-weight model directory named ``tiny`` (read-only: copy it to alter it)."""
+    return build_model_dir(tmp_path_factory.mktemp("weights") / "tiny", tiny_config)
+
+
+@pytest.fixture(scope="session")
+def make_model_dir(tiny_config):
+    """Builder of random-weight model directories: ``make_model_dir(out, cfg=None, seed=0, **card)``."""
+
+    def make(out: Path, cfg=None, seed: int = 0, **card_extra) -> Path:
+        return build_model_dir(out, cfg or tiny_config, seed, **card_extra)
+
+    return make
