@@ -81,6 +81,27 @@ def _save(path: Path, **state: Any) -> None:
     tmp.replace(path)
 
 
+def _start(
+    ckpt: Path, build: Any, lr: float, seed: int, key: str
+) -> tuple[torch.nn.Module, torch.optim.Optimizer, int, np.random.Generator]:
+    """A seeded network and optimiser, restored from ``ckpt`` when it exists.
+
+    Returns the network, the optimiser, the epoch/step to start from (``key`` in the
+    checkpoint) and the random generator.
+    """
+    torch.manual_seed(seed)
+    net = build()
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    start, rng = 0, np.random.default_rng(seed)
+    if ckpt.exists():
+        st = torch.load(ckpt, weights_only=False)
+        net.load_state_dict(st["net"])
+        opt.load_state_dict(st["opt"])
+        start, rng = st[key], st["rng"]
+        log.info("resumed %s at %s %d", ckpt.name, key, start)
+    return net, opt, start, rng
+
+
 def _lr(base: float, frac: float) -> float:
     """Constant for the first 60 % of training, then cosine decay to 1 % of ``base``."""
     if frac < 0.6:
@@ -163,16 +184,7 @@ def train_coarse(
 ) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "coarse_ckpt.pt"
-    torch.manual_seed(seed)
-    net = cfg.build_coarse()
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    start, rng = 0, np.random.default_rng(seed)
-    if ckpt.exists():
-        st = torch.load(ckpt, weights_only=False)
-        net.load_state_dict(st["net"])
-        opt.load_state_dict(st["opt"])
-        start, rng = st["epoch"], st["rng"]
-        log.info("resumed coarse training at epoch %d", start)
+    net, opt, start, rng = _start(ckpt, cfg.build_coarse, lr, seed, "epoch")
     n = len(train.ids)
     batch = min(batch, n)  # fewer images than a batch: one smaller batch, not zero steps
     t0 = time.time()
@@ -212,16 +224,7 @@ def train_refine(
 ) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "refine_ckpt.pt"
-    torch.manual_seed(seed)
-    net = cfg.build_refine()
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    start, rng = 0, np.random.default_rng(seed)
-    if ckpt.exists():
-        st = torch.load(ckpt, weights_only=False)
-        net.load_state_dict(st["net"])
-        opt.load_state_dict(st["opt"])
-        start, rng = st["step"], st["rng"]
-        log.info("resumed refinement training at step %d", start)
+    net, opt, start, rng = _start(ckpt, cfg.build_refine, lr, seed, "step")
     t0, losses = time.time(), []
     for step in range(start, steps):
         for g in opt.param_groups:
