@@ -95,7 +95,7 @@ def train_ceph_cmd(
     data: Path = typer.Option(..., exists=True, file_okay=False, help="Folder in the ISBI 2015 layout."),
     out: Path = typer.Option(..., help="Run folder (checkpoints; the model goes to OUT/model)."),
     epochs: int = typer.Option(40, help="Coarse-stage epochs."),
-    steps: int = typer.Option(1500, help="Refinement-stage steps (batches of 24 patches)."),
+    steps: int = typer.Option(1500, help="Refinement-stage steps (each: a patch per landmark of two images)."),
     threads: int | None = typer.Option(None, help="Torch CPU threads (default: torch's)."),
 ) -> None:
     """Train the two-stage cephalometric model (resumes from OUT's checkpoints)."""
@@ -150,7 +150,7 @@ def evaluate_ceph_cmd(
         typer.echo(json.dumps(json.loads(table.to_json(orient="index")), indent=1))
     else:
         typer.echo(f"{len(ev.ids)} images, truth: {truth}")
-        typer.echo(table.to_string(float_format=lambda v: f"{v:.2f}"))
+        typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
 
 
 def _device(spec: str) -> str:

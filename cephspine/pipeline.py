@@ -38,9 +38,11 @@ class StageConfig:
     context_width: int = 128
     context_stride: int = 8
     context_kernel: tuple[int, int] = (3, 3)
-    patch: int = 112
+    patch: int = 64
     refine_base: int = 16
     refine_depth: int = 3
+    refine_offset_sd_px: float = 10.0
+    """Training: s.d. of the random shift of a patch centre from the true point (fine px)."""
 
     @property
     def coarse_mm(self) -> float:
@@ -155,13 +157,23 @@ def refine_stage(
     cfg: StageConfig,
     device: torch.device | str = "cpu",
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """Refined positions in fine pixels ``(N, 2)`` and peaks ``(N,)`` from one patch per landmark."""
+    """Refined positions in fine pixels ``(N, 2)`` and peaks ``(N,)`` from one patch per landmark.
+
+    The refinement net outputs logits of a spatial softmax (trained with cross-entropy
+    against the normalised Gaussian target); ``peak`` is the largest softmax probability
+    divided by the peak of the ideal target, about 1 for a sharp, confident heatmap.
+    """
     patches = crop_patches(fine.image, centers_fine, cfg.patch)
     out = net(patches.to(device))  # (N, N, p, p): patch k is read from channel k
     idx = torch.arange(cfg.n_landmarks, device=out.device)
-    xy, peak = decode(out[idx, idx][:, None])
+    logits = out[idx, idx][:, None]
+    xy, _ = decode(logits)  # the log of a Gaussian is a parabola: exact sub-pixel fit
+    prob = torch.softmax(logits.flatten(1), dim=1)
+    # relative to the peak of the ideal target (a normalised Gaussian): ~1 when sharp
+    ideal = 1.0 / (2.0 * np.pi * cfg.sigma_px**2)
+    peak = prob.amax(dim=1).cpu().numpy().astype(np.float64) / ideal
     half = (cfg.patch - 1) / 2.0
-    return centers_fine + (xy[:, 0] - half), peak[:, 0]
+    return centers_fine + (xy[:, 0] - half), peak
 
 
 def run_stages(

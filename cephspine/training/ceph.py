@@ -133,13 +133,19 @@ def coarse_batch(
 
 
 def refine_batch(
-    cache: CephCache, rng: np.random.Generator, cfg: StageConfig, batch: int, offset_sd_px: float = 15.0
+    cache: CephCache, rng: np.random.Generator, cfg: StageConfig, batch: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Patches around randomly shifted true points, their targets and landmark indices."""
-    img = rng.integers(0, len(cache.ids), batch)
-    lm = rng.integers(0, cfg.n_landmarks, batch)
+    """Patches around randomly shifted true points, their targets and landmark indices.
+
+    Every landmark of ``batch // n_landmarks`` random images (at least one), so that each
+    output channel is supervised at every step.
+    """
+    n_img = max(1, batch // cfg.n_landmarks)
+    img = np.repeat(rng.integers(0, len(cache.ids), n_img), cfg.n_landmarks)
+    lm = np.tile(np.arange(cfg.n_landmarks), n_img)
+    batch = len(img)
     lim = cfg.patch * 0.35
-    off = np.clip(rng.normal(0, offset_sd_px, (batch, 2)), -lim, lim)
+    off = np.clip(rng.normal(0, cfg.refine_offset_sd_px, (batch, 2)), -lim, lim)
     lin = random_linear(rng, batch, 5.0, (0.9, 1.1))
     patches, targets = [], []
     half = (cfg.patch - 1) / 2.0
@@ -155,6 +161,14 @@ def refine_batch(
         torch.tensor(np.array(targets), dtype=torch.float32)[:, None], cfg.patch, cfg.patch, cfg.sigma_px
     )
     return x, y, torch.as_tensor(lm)
+
+
+def refine_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy between a spatial softmax of ``logits`` ``(B, P)`` and the Gaussian
+    ``target`` ``(B, P)`` normalised to sum 1. Converges much faster than MSE on sparse
+    single-landmark patches, whose MSE optimum starts out at an all-zero map."""
+    p = target / target.sum(dim=1, keepdim=True).clamp_min(1e-12)
+    return -(p * torch.log_softmax(logits, dim=1)).sum(dim=1).mean()
 
 
 def coarse_errors_mm(net: torch.nn.Module, cache: CephCache, cfg: StageConfig) -> np.ndarray:
@@ -218,7 +232,7 @@ def train_refine(
     *,
     steps: int,
     lr: float = 1e-3,
-    batch: int = 24,
+    batch: int = 38,
     seed: int = 1,
     ckpt_every: int = 50,
 ) -> Path:
@@ -230,8 +244,8 @@ def train_refine(
         for g in opt.param_groups:
             g["lr"] = _lr(lr, step / steps)
         x, y, lm = refine_batch(train, rng, cfg, batch)
-        pred = net(x)[torch.arange(len(lm)), lm][:, None]
-        loss = F.mse_loss(pred, y) * 100
+        logits = net(x)[torch.arange(len(lm)), lm].flatten(1)
+        loss = refine_loss(logits, y.flatten(1))
         opt.zero_grad()
         loss.backward()
         opt.step()
