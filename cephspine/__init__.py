@@ -5,6 +5,7 @@ The public API is flat::
     import cephspine
     rg = cephspine.load_image("scan.dcm")
     errors = cephspine.metrics.radial_errors(pred_xy, true_xy, spacing=rg.spacing)
+    measures = cephspine.ceph_measures(xy19, spacing=0.1)   # ANB … MW; .classify() for types
 
 ``Detector`` is imported lazily (it needs torch), so ``import cephspine`` stays fast.
 """
@@ -15,7 +16,7 @@ from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-from cephspine import anatomy, metrics
+from cephspine import anatomy, geometry, metrics
 from cephspine.anatomy import (
     CEPH_ABBREVIATIONS,
     CEPH_LANDMARKS,
@@ -40,6 +41,7 @@ from cephspine.errors import (
     UnknownModelError,
     UnsupportedImageError,
 )
+from cephspine.geometry import ceph_measures, classify_ceph, cobb_angles
 from cephspine.io import AasceDataset, Defect, IsbiDataset, load_image
 from cephspine.prediction import Prediction
 from cephspine.radiograph import Radiograph, Spacing
@@ -85,7 +87,11 @@ __all__ = [
     "UnsupportedImageError",
     "__version__",
     "anatomy",
+    "ceph_measures",
+    "classify_ceph",
+    "cobb_angles",
     "example_path",
+    "geometry",
     "landmark_names",
     "load_image",
     "metrics",

@@ -8,7 +8,11 @@ the ISBI 2015 challenge papers and the seed paper:
 * SDR(r) = percentage of points with ``R ≤ r`` (cephalograms: r = 2, 2.5, 3, 4 mm;
   spine: 2, 3, 4, 6 mm with the L4–L5 = 35 mm scale of :func:`spine_mm_scale`).
 
-Classification (SCR) and angle (SMAPE) metrics belong to this module as well.
+Classification and angle metrics:
+
+* SCR (successful classification rate) of the cephalometric anatomical types, in the two
+  conventions of the literature (:func:`scr`, :func:`scr_table`);
+* SMAPE of the three Cobb angles as the AASCE 2019 challenge defines it (:func:`smape`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import numpy.typing as npt
 
 from cephspine.anatomy import SPINE_LANDMARKS
 from cephspine.errors import LandmarkError, SpacingError
+from cephspine.geometry.norms import CEPH_MEASURES, CEPH_NORMS
 from cephspine.radiograph import Spacing, as_spacing
 
 if TYPE_CHECKING:
@@ -30,11 +35,15 @@ __all__ = [
     "CEPH_RADII_MM",
     "SPINE_L4_L5_MM",
     "SPINE_RADII_MM",
+    "SCR_CONVENTIONS",
     "landmark_table",
     "mre",
     "radial_errors",
+    "scr",
+    "scr_table",
     "sd",
     "sdr",
+    "smape",
     "spine_mm_scale",
 ]
 
@@ -300,3 +309,175 @@ def landmark_table(
 
     rows = [row("all", e)] + [row(name, e[:, j]) for j, name in enumerate(names)]
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- SCR
+
+ScrConvention = Literal["accuracy", "balanced"]
+SCR_CONVENTIONS: tuple[str, ...] = ("accuracy", "balanced")
+"""``"accuracy"``: % of images whose predicted type equals the true type (the seed paper's
+Table II); ``"balanced"``: the challenge code's sum of per-type recalls divided by 3."""
+
+_CHALLENGE_SCR_DIVISOR = 3  # the challenge code divides by 3 for every measure, MW included
+
+
+def _types(a: npt.ArrayLike, what: str) -> npt.NDArray[np.int64]:
+    arr = np.asarray(a)
+    if arr.ndim != 1 or arr.size == 0:
+        raise LandmarkError(f"{what} must be a non-empty 1-D array of type numbers, got shape {arr.shape}")
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+            raise LandmarkError(f"{what} must hold integer type numbers (no NaN)")
+    elif arr.dtype.kind not in "iu":
+        raise LandmarkError(f"{what} must hold integer type numbers, got dtype {arr.dtype}")
+    return arr.astype(np.int64)
+
+
+def scr(
+    pred_types: npt.ArrayLike,
+    true_types: npt.ArrayLike,
+    *,
+    convention: ScrConvention = "accuracy",
+    measure: str | None = None,
+) -> float:
+    """Successful classification rate of one measure's anatomical types, percent.
+
+    Args:
+        pred_types: ``(M,)`` type numbers from the predicted landmarks.
+        true_types: ``(M,)`` type numbers from the ground-truth landmarks (the mean of
+            the two doctors by default; see ``docs/geometry.md``).
+        convention: ``"accuracy"`` (default): the percentage of images whose predicted
+            type equals the true type — the convention of the seed paper's Table II.
+            ``"balanced"``: the ISBI 2015 challenge code: the per-type recalls (diagonal
+            of the row-normalised confusion matrix) summed over the measure's types and
+            divided by 3 for every measure, MW included; a type absent from the truth
+            counts 0.
+        measure: the measure (``"ANB"`` …), which fixes its types for ``"balanced"``
+            (MW has four); without it the types are 1, 2, 3 and any others observed.
+
+    Returns:
+        The SCR in percent.
+
+    Raises:
+        LandmarkError: shapes differ, are empty, or hold non-integer values.
+        ValueError: unknown convention.
+
+    Example:
+        >>> scr([1, 2, 3, 1], [1, 2, 2, 1])
+        75.0
+        >>> scr([1, 2, 3, 1], [1, 2, 2, 1], convention="balanced")  # (1 + 1/2 + 0) / 3
+        50.0
+    """
+    p = _types(pred_types, "pred_types")
+    t = _types(true_types, "true_types")
+    if p.shape != t.shape:
+        raise LandmarkError(f"pred_types and true_types shapes differ: {p.shape} vs {t.shape}")
+    if convention == "accuracy":
+        return float(100.0 * np.mean(p == t))
+    if convention != "balanced":
+        raise ValueError(f"convention must be one of {SCR_CONVENTIONS}, got {convention!r}")
+    if measure is not None:
+        types: list[int] = list(CEPH_NORMS[measure].type_numbers)
+    else:
+        types = sorted({1, 2, 3} | set(t.tolist()) | set(p.tolist()))
+    recalls = [float(np.mean(p[t == k] == k)) if np.any(t == k) else 0.0 for k in types]
+    return float(100.0 * sum(recalls) / _CHALLENGE_SCR_DIVISOR)
+
+
+def _type_column(types: Any, measure: str) -> Any | None:
+    for key in (measure, f"{measure.lower()}_type"):
+        if key in types:
+            return types[key]
+    return None
+
+
+def scr_table(
+    pred_types: Any,
+    true_types: Any,
+    *,
+    convention: ScrConvention = "accuracy",
+) -> pd.DataFrame:
+    """SCR per measure and their average, as in the seed paper's Table II.
+
+    Args:
+        pred_types: measure → ``(M,)`` type numbers, e.g.
+            ``cephspine.geometry.ceph_types(pred_measures)``, or a DataFrame with
+            columns ``"ANB"`` … or ``"anb_type"`` … (as ``CephClassification.to_row``).
+        true_types: the same for the ground truth.
+        convention: ``"accuracy"`` (default) or ``"balanced"``; see :func:`scr`.
+
+    Returns:
+        A DataFrame with one row per measure found in both (papers' order) and a final
+        row ``measure="average"`` (the mean over those measures), columns ``measure,
+        n_images, scr_pct, convention``.
+
+    Raises:
+        LandmarkError: no measure in common, or mismatched shapes.
+    """
+    import pandas as pd
+
+    rows = []
+    for m in CEPH_MEASURES:
+        p, t = _type_column(pred_types, m), _type_column(true_types, m)
+        if p is None or t is None:
+            continue
+        value = scr(np.asarray(p), np.asarray(t), convention=convention, measure=m)
+        rows.append({"measure": m, "n_images": int(np.asarray(t).size), "scr_pct": value, "convention": convention})
+    if not rows:
+        raise LandmarkError(
+            f"no measure found in both pred_types and true_types; expected some of {list(CEPH_MEASURES)}"
+        )
+    rows.append(
+        {
+            "measure": "average",
+            "n_images": rows[0]["n_images"],
+            "scr_pct": float(np.mean([r["scr_pct"] for r in rows])),
+            "convention": convention,
+        }
+    )
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- SMAPE
+
+
+def smape(pred: Any, true: Any, *, per_image: bool = False) -> float | FloatArray:
+    """Symmetric mean absolute percentage error of Cobb angles, as AASCE 2019 defines it.
+
+    ``SMAPE = (100 / N) Σᵢ [Σⱼ |aᵢⱼ − bᵢⱼ| / Σⱼ (aᵢⱼ + bᵢⱼ)]``: the mean over images of a
+    per-image ratio over the angles j (an image whose denominator is 0 counts 0).
+
+    Args:
+        pred: ``(3,)`` or ``(M, 3)`` predicted angles, degrees, or a result with an
+            ``angles_deg`` attribute (``CobbAngles``, ``CobbAnglesBatch``).
+        true: the reference angles, same shape.
+        per_image: return the ``(M,)`` per-image percentages instead of their mean.
+
+    Returns:
+        SMAPE in percent (or per-image percentages). Symmetric in ``pred`` and ``true``.
+
+    Raises:
+        LandmarkError: shapes differ, or an angle is NaN, infinite or negative.
+
+    Example:
+        >>> smape([10.0, 20.0, 30.0], [12.0, 18.0, 30.0])  # 4 / 120
+        3.3333333333333335
+    """
+    p = np.asarray(getattr(pred, "angles_deg", pred), dtype=np.float64)
+    t = np.asarray(getattr(true, "angles_deg", true), dtype=np.float64)
+    if p.shape != t.shape:
+        raise LandmarkError(f"pred and true angle shapes differ: {p.shape} vs {t.shape}")
+    if p.ndim == 1:
+        p, t = p[None], t[None]
+    if p.ndim != 2 or p.size == 0:
+        raise LandmarkError(f"angles must have shape (K,) or (M, K), got {p.shape}")
+    for name, a in (("pred", p), ("true", t)):
+        if not np.all(np.isfinite(a)):
+            raise LandmarkError(f"{name} angles contain NaN or infinite values")
+        if np.any(a < 0):
+            raise LandmarkError(f"{name} angles must be non-negative (Cobb angles), got {float(a.min())}")
+    num = np.abs(p - t).sum(axis=1)
+    den = (p + t).sum(axis=1)
+    ratio = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+    per = np.asarray(100.0 * ratio, dtype=np.float64)
+    return per if per_image else float(per.mean())
