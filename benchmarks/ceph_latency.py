@@ -9,6 +9,7 @@ end-to-end time over repeated runs, and the peak resident memory of this process
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import resource
 import statistics
@@ -51,7 +52,7 @@ def main() -> None:
             stages.append(pred.meta["timings"])
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
-        f"machine: {platform.machine()} {platform.processor()}, {torch.get_num_threads()} torch threads, "
+        f"machine: {platform.machine()}, {os.cpu_count()} logical CPUs, {torch.get_num_threads()} torch threads, "
         f"torch {torch.__version__}, python {sys.version.split()[0]}"
     )
     print(f"image: {image.name} {pred.image_shape[1]}x{pred.image_shape[0]} px; register={args.register}")

@@ -32,6 +32,7 @@ def write_model_dir(
     tmp = out / (WEIGHTS_FILE + ".tmp")
     save_file(tensors, str(tmp), metadata={"name": str(card["name"]), "version": str(card["version"])})
     tmp.replace(out / WEIGHTS_FILE)
+    (out / WEIGHTS_FILE).chmod(0o644)
     if template is not None:
         with open(out / (TEMPLATE_FILE + ".tmp"), "wb") as fh:
             np.savez_compressed(fh, image=template.image.astype(np.float16), mask=template.mask)
@@ -60,7 +61,8 @@ def render_model_card(card: dict[str, Any]) -> str:
         f"kernel {tuple(cfg['context_kernel'])}, 7 dilated layers on a grid {cfg['context_stride']}x coarser.",
         f"- Refinement: {cfg['patch']}x{cfg['patch']} patches at {cfg['fine_mm']:g} mm/px, U-Net base "
         f"{cfg['refine_base']}, depth {cfg['refine_depth']}, CBAM at every level.",
-        f"- Targets: Gaussian heatmaps, sigma {cfg['sigma_px']:g} px of each stage's grid, peak 1; MSE loss.",
+        f"- Targets: Gaussian heatmaps, sigma {cfg['sigma_px']:g} px of each stage's grid. Coarse stage: peak 1, "
+        "MSE loss. Refinement: cross-entropy between a spatial softmax and the Gaussian normalised to sum 1.",
         "- Weights: fp16 safetensors (cast to float32 on load).",
     ]
     if "registration" in card:
