@@ -328,36 +328,57 @@ def train_ceph(
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Stage-by-stage entry point; the shipped ``ceph`` 0.1.0 was made with::
+
+        python -m cephspine.training.ceph coarse --data DATA --out runs/ceph --threads 1 &
+        python -m cephspine.training.ceph refine --data DATA --out runs/ceph --threads 1 &
+        wait
+        python -m cephspine.training.ceph finalize --data DATA --out runs/ceph \\
+            --model-out cephspine/weights/ceph --info training_info.json
+
+    (``all`` runs the same three steps one after the other.)
+    """
     import argparse
 
     ap = argparse.ArgumentParser(description="train the two-stage ceph model")
-    ap.add_argument("stage", choices=["coarse", "refine", "all"])
+    ap.add_argument("stage", choices=["coarse", "refine", "finalize", "all"])
     ap.add_argument("--data", type=Path, required=True)
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--epochs", type=int, default=60)
-    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, caches)")
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--ids", type=str, default=None, help="comma-separated training ids (default 001-120)")
+    ap.add_argument("--model-out", type=Path, default=None, help="finalize: model directory (default OUT/model)")
+    ap.add_argument("--info", type=Path, default=None, help="finalize: JSON with training facts for the card")
+    ap.add_argument("--version", default="0.1.0")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg = StageConfig()
     tr_ids, va_ids = split_ids()
-    if args.ids:
-        tr_ids = args.ids.split(",")
-        va_ids = []
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
     t0 = time.time()
-    train = build_cache(args.data, tr_ids, cfg, args.out / f"cache_train_{len(tr_ids)}.pt")
-    log.info("cache ready (%d images) in %.0fs", len(tr_ids), time.time() - t0)
     if args.stage == "all":
-        train_ceph(args.data, args.out, epochs=args.epochs, steps=args.steps, train_ids=tr_ids)
-    elif args.stage == "coarse":
-        val = build_cache(args.data, va_ids, cfg, args.out / f"cache_val_{len(va_ids)}.pt") if va_ids else None
-        train_coarse(train, val, cfg, args.out, epochs=args.epochs)
+        train_ceph(args.data, args.out, epochs=args.epochs, steps=args.steps, version=args.version)
+    elif args.stage == "finalize":
+        from cephspine.training.finalize import finalize_ceph
+
+        info = json.loads(args.info.read_text()) if args.info else {}
+        finalize_ceph(
+            args.out,
+            args.data,
+            args.model_out or args.out / "model",
+            va_ids,
+            {"version": args.version, "training": info},
+        )
     else:
-        train_refine(train, cfg, args.out, steps=args.steps)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+        train = build_cache(args.data, tr_ids, cfg, args.out / "cache_train.pt")
+        log.info("cache ready (%d images) in %.0fs", len(tr_ids), time.time() - t0)
+        if args.stage == "coarse":
+            val = build_cache(args.data, va_ids, cfg, args.out / "cache_val.pt")
+            train_coarse(train, val, cfg, args.out, epochs=args.epochs)
+        else:
+            train_refine(train, cfg, args.out, steps=args.steps)
     log.info("done in %.0fs", time.time() - t0)
 
 
