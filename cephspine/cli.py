@@ -15,7 +15,7 @@ import typer
 
 app = typer.Typer(
     name="cephspine",
-    help="Landmarks and clinical measures on lateral cephalograms and spine X-rays.",
+    help="Anatomical landmarks on X-rays: predict, evaluate and train the cephalometric model.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -138,12 +138,12 @@ def evaluate_ceph_cmd(
             ev = evaluate_ceph(
                 Detector.from_pretrained(model, device=_device(device)), data, ids=_parse_ids(ids), truth=truth
             )
-    except CephspineError as exc:
+        table = ev.table()
+        if csv is not None:
+            ev.per_image().to_csv(csv, index=False)
+    except (CephspineError, OSError) as exc:
         _fail(exc)
         return
-    table = ev.table()
-    if csv is not None:
-        ev.per_image().to_csv(csv, index=False)
     if fmt is OutputFormat.csv:
         table.to_csv(sys.stdout)
     elif fmt is OutputFormat.json:

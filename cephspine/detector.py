@@ -6,6 +6,7 @@ import logging
 import os
 import time
 import warnings
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,17 @@ import numpy as np
 import torch
 
 from cephspine.confidence import Calibrator
-from cephspine.errors import LowConfidenceWarning, ModelLoadError, RegistrationWarning, SpacingWarning
+from cephspine.errors import (
+    DeviceError,
+    LowConfidenceWarning,
+    ModelLoadError,
+    RegistrationWarning,
+    SpacingError,
+    SpacingWarning,
+)
 from cephspine.pipeline import (
     StageConfig,
+    StageOutput,
     coarse_stage,
     coarse_to_fine,
     fine_to_coarse,
@@ -39,11 +48,25 @@ LOW_CONFIDENCE = 0.3
 REGISTER_MODES = ("auto", "always", "never")
 
 
+MAX_FINE_SIDE_PX = 16384
+"""Largest side of the resampled (fine) image; larger means an implausible spacing."""
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` → CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+    """``"auto"`` → CUDA when available, else CPU; anything else must name an available device.
+
+    Raises:
+        DeviceError: an unknown device, or CUDA requested without a CUDA GPU.
+    """
     if isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise DeviceError(f"unknown device {device!r}; use 'auto', 'cpu' or 'cuda'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("device 'cuda' requested but no CUDA GPU is available")
+    return dev
 
 
 def _load_state(path: Path, prefix: str, net: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
@@ -93,6 +116,8 @@ class Detector:
         self.config = StageConfig.from_dict(card["config"])
         self.names: tuple[str, ...] = tuple(card["landmarks"])
         self.calibrator = Calibrator.from_dict(card["confidence"]) if "confidence" in card else None
+        if self.calibrator is not None and len(self.calibrator.coef) != 4:
+            raise ValueError("confidence.coef must have 4 values")
         self.device = device
         self.directory = directory
         self.coarse = coarse.to(device).eval()
@@ -133,10 +158,14 @@ class Detector:
         Raises:
             UnknownModelError: unknown name (the message lists the known ones).
             ModelLoadError: missing files, or tensors that do not match the card.
+            DeviceError: ``device`` is unknown or not available.
         """
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
+        if register not in REGISTER_MODES:
+            raise ValueError(f"register must be one of {REGISTER_MODES}, got {register!r}")
+        dev = resolve_device(device)
         directory = resolve(name_or_dir)
         card = read_card(directory)
         wpath = directory / WEIGHTS_FILE
@@ -149,8 +178,9 @@ class Detector:
         try:
             cfg = StageConfig.from_dict(card["config"])
             if len(card["landmarks"]) != cfg.n_landmarks:
+                n_names = len(card["landmarks"])
                 raise ModelLoadError(
-                    f"{directory / 'card.json'}: {len(card['landmarks'])} landmark names for {cfg.n_landmarks} outputs"
+                    f"{directory / 'card.json'}: {n_names} landmark names for {cfg.n_landmarks} outputs"
                 )
             coarse, refine = cfg.build_coarse(), cfg.build_refine()
         except (TypeError, ValueError, KeyError) as exc:
@@ -163,9 +193,14 @@ class Detector:
             try:
                 with np.load(tpath, allow_pickle=False) as z:
                     template = Template(z["image"].astype(np.float32), z["mask"].astype(bool))
-            except (OSError, ValueError, KeyError) as exc:
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
                 raise ModelLoadError(f"{tpath}: unreadable registration template ({exc})") from None
-        return cls(card, coarse, refine, resolve_device(device), directory, template, register)
+        try:
+            return cls(card, coarse, refine, dev, directory, template, register)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ModelLoadError(
+                f"{directory / 'card.json'}: invalid confidence or registration entry ({exc})"
+            ) from None
 
     def __repr__(self) -> str:
         return f"Detector({self.name} {self.version}, {len(self.names)} landmarks, device={self.device})"
@@ -207,6 +242,12 @@ class Detector:
             warnings.warn(msgs[-1], SpacingWarning, stacklevel=3)
         else:
             sp = rg.spacing
+        side = max(rg.height * sp.row_mm, rg.width * sp.col_mm) / cfg.fine_mm
+        if side > MAX_FINE_SIDE_PX:
+            raise SpacingError(
+                f"{rg.name}: pixel spacing {sp.row_mm:g} x {sp.col_mm:g} mm makes the image "
+                f"{side * cfg.fine_mm / 1000:.1f} m tall or wide; check the spacing (mm per pixel)"
+            )
         fine, coarse_img = prepare(normalize_intensity(rg.pixels), (sp.row_mm, sp.col_mm), cfg)
         timings["preprocess_s"] = time.perf_counter() - t
         t = time.perf_counter()
@@ -239,9 +280,8 @@ class Detector:
             c_xy, r_xy = unmirror_x(c_xy, fine.size_hw[1]), unmirror_x(r_xy, fine.size_hw[1])
         # positions stay on the image (a padded border can attract a weak heatmap)
         xy = np.clip(fine.to_original(r_xy), 0.0, np.array([rg.width - 1, rg.height - 1], dtype=np.float64))
-        coarse_xy = fine.to_original(c_xy)
-        shift_mm = np.linalg.norm((xy - coarse_xy) * sp.xy_mm, axis=1)
-        feats = np.stack([r_peak, c_peak, shift_mm], axis=1)
+        stages = StageOutput(xy, fine.to_original(c_xy), c_peak, r_peak)
+        feats = stages.features(sp.xy_mm)
         conf = self.calibrator(feats) if self.calibrator is not None else np.clip(r_peak, 0.0, 1.0)
         low = [n for n, c in zip(self.names, conf) if c < LOW_CONFIDENCE]
         if low:
@@ -265,7 +305,7 @@ class Detector:
                 "features": {
                     "refine_peak": r_peak.tolist(),
                     "coarse_peak": c_peak.tolist(),
-                    "shift_mm": shift_mm.tolist(),
+                    "shift_mm": feats[:, 2].tolist(),
                 },
             },
         )
@@ -304,6 +344,9 @@ class Detector:
             return coarse_to_fine(r_coarse_img, cfg.coarse_pool), r_peak[0], info
         return c_xy, c_peak, info
 
-    def predict_batch(self, images: Iterable[Any]) -> list[Prediction]:
-        """Predict several images (see :meth:`predict`); the model is loaded once."""
-        return [self.predict(im) for im in images]
+    def predict_batch(self, images: Iterable[Any], *, spacing: Any = None) -> list[Prediction]:
+        """Predict several images (see :meth:`predict`); the model is loaded once.
+
+        ``spacing`` (optional) applies to every image, overriding the files' spacings.
+        """
+        return [self.predict(im, spacing=spacing) for im in images]

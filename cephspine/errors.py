@@ -54,8 +54,8 @@ class ModelLoadError(CephspineError, ValueError):
     """A model directory or weights file is missing, unsafe or does not match its card."""
 
 
-class RegistrationError(CephspineError, RuntimeError):
-    """Registration to the template failed."""
+class DeviceError(CephspineError, ValueError):
+    """The requested compute device does not exist or is not available."""
 
 
 class CephspineWarning(UserWarning):

@@ -73,19 +73,28 @@ def evaluate_ceph(
     """
     import time
 
+    from cephspine.errors import DatasetError
     from cephspine.io.datasets import IsbiDataset
+    from cephspine.metrics import radial_errors
 
     ds = IsbiDataset(data)
-    records = [r for r in ds if ids is None or r.id in set(ids)]
+    if ids is None:
+        records = list(ds)
+    else:
+        known = {r.id for r in ds}
+        missing = [i for i in ids if i not in known]
+        if missing:
+            raise DatasetError(f"{data}: no annotated images with ids {missing[:5]}{'…' if len(missing) > 5 else ''}")
+        records = [ds[i] for i in ids]
+    if not records:
+        raise DatasetError(f"{data}: no annotated images to evaluate")
     errs, conf, feats, preds, trues, secs, out_ids = [], [], [], [], [], [], []
     for rec in tqdm(records, desc="evaluate", disable=None if progress else True):
         t = time.perf_counter()
         pred = detector.predict(rec.radiograph)
         secs.append(time.perf_counter() - t)
         true = rec.landmarks if truth == "mean" else rec.senior
-        sp = rec.radiograph.spacing
-        scale = sp.xy_mm if sp is not None else np.ones(2)
-        errs.append(np.linalg.norm((pred.xy_px - true) * scale, axis=1))
+        errs.append(radial_errors(pred.xy_px, true, spacing=rec.radiograph.spacing))
         conf.append(pred.confidence)
         f = pred.meta["features"]
         feats.append(np.stack([f["refine_peak"], f["coarse_peak"], f["shift_mm"]], axis=1))

@@ -56,7 +56,10 @@ class StageConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StageConfig:
         known = {f.name for f in fields(cls)}
-        kw = {k: v for k, v in d.items() if k in known}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}")
+        kw = dict(d)
         if "context_kernel" in kw:
             kw["context_kernel"] = tuple(kw["context_kernel"])
         return cls(**kw)

@@ -111,6 +111,8 @@ def register(
     import SimpleITK as sitk
 
     t0 = time.perf_counter()
+    if not float(np.std(image)) > 1e-6:
+        return RegistrationResult(np.eye(2, 3), float("nan"), False, "blank image", time.perf_counter() - t0)
     fixed = sitk.GetImageFromArray(np.ascontiguousarray(template.image, dtype=np.float32))
     moving = sitk.GetImageFromArray(np.ascontiguousarray(image, dtype=np.float32))
     mask = sitk.GetImageFromArray(template.mask.astype(np.uint8))
@@ -127,13 +129,13 @@ def register(
         r.SetOptimizerScalesFromPhysicalShift()
         return r
 
-    init = sitk.CenteredTransformInitializer(
-        fixed, moving, sitk.Similarity2DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS
-    )
-    reg = method()
-    reg.SetOptimizerAsRegularStepGradientDescent(1.0, 1e-3, iterations, relaxationFactor=0.6)
-    reg.SetInitialTransform(init, inPlace=True)
     try:
+        init = sitk.CenteredTransformInitializer(
+            fixed, moving, sitk.Similarity2DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS
+        )
+        reg = method()
+        reg.SetOptimizerAsRegularStepGradientDescent(1.0, 1e-3, iterations, relaxationFactor=0.6)
+        reg.SetInitialTransform(init, inPlace=True)
         reg.Execute(fixed, moving)
         affine = sitk.AffineTransform(2)
         affine.SetMatrix(init.GetMatrix())

@@ -41,12 +41,16 @@ def test_stage_config_round_trip(tiny_config: StageConfig) -> None:
         assert StageConfig.from_dict(json.loads(json.dumps(d))) == cfg
 
 
-def test_stage_config_from_dict_ignores_unknown_keys() -> None:
-    d = StageConfig(patch=48).to_dict() | {"added_in_a_later_version": 1}
+def test_stage_config_from_dict_refuses_unknown_keys() -> None:
+    """A card naming settings this version does not know (a typo, or a newer model) must not
+    silently fall back to defaults."""
+    d = StageConfig(patch=48).to_dict()
     cfg = StageConfig.from_dict(d)
     assert cfg.patch == 48
     assert isinstance(cfg.context_kernel, tuple)
     assert cfg.coarse_mm == pytest.approx(cfg.fine_mm * cfg.coarse_pool)
+    with pytest.raises(ValueError, match="pach"):
+        StageConfig.from_dict(d | {"pach": 32})
 
 
 @given(

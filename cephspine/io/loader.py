@@ -77,6 +77,7 @@ def load_image(source: ImageSource, spacing: SpacingLike = None) -> Radiograph:
     """
     if isinstance(source, Radiograph):
         user = _user_spacing(spacing, source.source)
+        _check_pixels(source.pixels, source.source)
         return source if user is None else source.with_spacing(user, "user")
     if isinstance(source, np.ndarray):
         user = _user_spacing(spacing, None)
@@ -99,18 +100,27 @@ def _user_spacing(spacing: Any, source: Path | None) -> Spacing | None:
         raise SpacingError(f"{name}: {exc}") from None
 
 
-def _from_array(array: np.ndarray[Any, Any], spacing: Spacing | None) -> Radiograph:
+def _check_pixels(array: Any, source: Path | None) -> None:
+    """Type, dimension and size checks shared by arrays and ready-made Radiographs."""
+    if not isinstance(array, np.ndarray):
+        raise ImageReadError(source, f"pixels must be a numpy array, got {type(array).__name__}")
     if array.dtype == np.bool_:
-        raise ImageReadError(None, "boolean arrays are masks, not images")
+        raise ImageReadError(source, "boolean arrays are masks, not images")
     if array.dtype.kind not in "uif":
-        raise ImageReadError(None, f"array dtype {array.dtype} is not a real numeric type")
+        raise ImageReadError(source, f"array dtype {array.dtype} is not a real numeric type")
     if array.ndim != 2:
         raise ImageReadError(
-            None,
+            source,
             f"expected a 2-D (height, width) array, got shape {array.shape}; convert colour "
             "or multi-channel images to one grey channel first",
         )
-    check_shape(array.shape[0], array.shape[1], None)
+    check_shape(array.shape[0], array.shape[1], source)
+    if array.dtype.kind == "f":
+        check_finite(array, source)
+
+
+def _from_array(array: np.ndarray[Any, Any], spacing: Spacing | None) -> Radiograph:
+    _check_pixels(array, None)
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below
         pixels = np.array(array, dtype=np.float32, copy=True)
     check_finite(pixels, None)

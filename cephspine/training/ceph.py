@@ -19,16 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
-from cephspine.heatmaps import decode, gaussian_targets
-from cephspine.pipeline import StageConfig, coarse_to_fine, fine_to_coarse, prepare
+from cephspine.heatmaps import gaussian_targets
+from cephspine.pipeline import StageConfig, coarse_stage, fine_to_coarse, prepare
 from cephspine.preprocess import crop_patches, normalize_intensity, pixel_affine_to_theta
 from cephspine.training.augment import random_intensity, random_linear
 
 log = logging.getLogger(__name__)
-
-ISBI_SPACING_MM = 0.1
 
 
 @dataclass
@@ -41,37 +38,47 @@ class CephCache:
     xy_fine: np.ndarray  # (M, 19, 2)
     xy_orig: np.ndarray  # (M, 19, 2)
     factor_xy: np.ndarray  # (M, 2)
-
-
-def read_isbi_points(root: Path, image_id: str) -> np.ndarray:
-    """Mean of the senior and junior doctors' points, ``(19, 2)`` original pixels."""
-    pts = [np.loadtxt(root / d / f"{image_id}.txt", delimiter=",")[:19] for d in ("senior", "junior")]
-    return (pts[0] + pts[1]) / 2.0
+    size_hw: list[tuple[int, int]]  # unpadded fine sizes
+    spacing_xy_mm: np.ndarray  # (M, 2) original pixel spacing (x, y)
+    key: str = ""
 
 
 def build_cache(root: Path, ids: list[str], cfg: StageConfig, cache_file: Path | None = None) -> CephCache:
+    """Load, normalise and resample the images ``ids`` of an ISBI-layout folder.
+
+    With ``cache_file`` the result is stored (atomically) and reused while the folder,
+    the ids and the stage configuration are unchanged.
+    """
+    from cephspine.io.datasets import IsbiDataset
+
+    key = json.dumps({"root": str(Path(root).resolve()), "ids": ids, "config": cfg.to_dict()}, sort_keys=True)
     if cache_file is not None and cache_file.exists():
         d = torch.load(cache_file, weights_only=False)
-        if d["ids"] == ids:
+        if d.get("key") == key:
             return CephCache(**d)
-    fine, coarse, xyf, xyo, fac = [], [], [], [], []
+    ds = IsbiDataset(root)
+    fine, coarse, xyf, xyo, fac, sizes, sps = [], [], [], [], [], [], []
     for i in ids:
-        with Image.open(root / "images" / f"{i}.jpg") as im:
-            px = np.asarray(im.convert("L"), dtype=np.float32)
-        f, c = prepare(normalize_intensity(px), (ISBI_SPACING_MM, ISBI_SPACING_MM), cfg)
-        pts = read_isbi_points(root, i)
+        rec = ds[i]
+        rg = rec.radiograph
+        assert rg.spacing is not None  # the ISBI reader sets the dataset's spacing
+        f, c = prepare(normalize_intensity(rg.pixels), (rg.spacing.row_mm, rg.spacing.col_mm), cfg)
         fine.append(f.image.half())
         coarse.append(c)
-        xyo.append(pts)
-        xyf.append(f.to_resampled(pts))
+        xyo.append(rec.landmarks)
+        xyf.append(f.to_resampled(rec.landmarks))
         fac.append(f.factor_xy)
+        sizes.append(f.size_hw)
+        sps.append(rg.spacing.xy_mm)
     shapes = {tuple(c.shape) for c in coarse}
     if len(shapes) != 1:
         raise ValueError(f"training images differ in size after resampling: {shapes}")
-    cache = CephCache(ids, fine, torch.cat(coarse), np.stack(xyf), np.stack(xyo), np.stack(fac))
+    cache = CephCache(
+        ids, fine, torch.cat(coarse), np.stack(xyf), np.stack(xyo), np.stack(fac), sizes, np.stack(sps), key
+    )
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(cache.__dict__, cache_file)
+        _save(cache_file, **cache.__dict__)
     return cache
 
 
@@ -172,17 +179,18 @@ def refine_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def coarse_errors_mm(net: torch.nn.Module, cache: CephCache, cfg: StageConfig) -> np.ndarray:
-    """Radial errors (mm) of the coarse stage alone on ``cache``, ``(M, N)``."""
+    """Radial errors (mm) of the coarse stage alone on ``cache``, ``(M, N)``, computed as
+    at inference (padding masked)."""
+    from cephspine.metrics import radial_errors
+
     net.eval()
-    errs = []
-    with torch.no_grad():
-        for i in range(len(cache.ids)):
-            xy, _ = decode(net(cache.coarse[i : i + 1]))
-            fine_xy = coarse_to_fine(xy[0], cfg.coarse_pool)
-            orig = (fine_xy + 0.5) / cache.factor_xy[i] - 0.5
-            errs.append(np.linalg.norm(orig - cache.xy_orig[i], axis=1) * ISBI_SPACING_MM)
+    pred = []
+    for i in range(len(cache.ids)):
+        xy, _ = coarse_stage(net, cache.coarse[i : i + 1], cfg, "cpu", cache.size_hw[i])
+        pred.append((xy[0] + 0.5) / cache.factor_xy[i] - 0.5)
     net.train()
-    return np.array(errs)
+    spacings = [(sp[1], sp[0]) for sp in cache.spacing_xy_mm]  # (row_mm, col_mm)
+    return np.asarray(radial_errors(np.stack(pred), cache.xy_orig, spacing=spacings))
 
 
 def train_coarse(
@@ -315,6 +323,11 @@ def train_ceph(
             "version": version,
             "training": {
                 "train_ids": f"{train_ids[0]}-{train_ids[-1]} ({len(train_ids)} images)",
+                "validation_ids": (
+                    f"{val_ids[0]}-{val_ids[-1]} ({len(val_ids)} images, never trained on: used for evaluation, "
+                    "for the confidence calibration, for the register='auto' threshold, and for the coarse "
+                    "stage's progress log)"
+                ),
                 "coarse_epochs": epochs,
                 "refine_steps": steps,
                 "threads": torch.get_num_threads(),

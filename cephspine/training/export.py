@@ -82,7 +82,7 @@ def render_model_card(card: dict[str, Any]) -> str:
             "",
             "## Accuracy (held-out)",
             "",
-            f"Data: {m['data']}; truth: {m['truth']}; {m['n_images']} images.",
+            f"Data: {m['data']}; truth: {m['truth']}; {m['n_images']} images; registration: {m.get('register', '-')}.",
             "",
             "| MRE (mm) | SD (mm) | SDR 2 mm | SDR 2.5 mm | SDR 3 mm | SDR 4 mm |",
             "|---|---|---|---|---|---|",

@@ -14,6 +14,7 @@ import torch
 
 from cephspine.anatomy import CEPH_LANDMARKS
 from cephspine.confidence import calibration_table, fit_calibrator
+from cephspine.io.datasets import ISBI_SPACING
 from cephspine.pipeline import StageConfig, fine_to_coarse
 from cephspine.registration import Template
 from cephspine.training.export import write_model_dir
@@ -88,6 +89,7 @@ def finalize_ceph(
     from cephspine.detector import Detector
     from cephspine.evaluation import evaluate_ceph
 
+    card_extra = dict(card_extra)
     cfg = StageConfig.from_dict(json.loads((run / "config.json").read_text()))
     coarse = torch.load(run / "coarse_final.pt", weights_only=True)
     refine = torch.load(run / "refine_final.pt", weights_only=True)
@@ -101,14 +103,15 @@ def finalize_ceph(
             "coarse: CBAM U-Net (local appearance) x 7-layer dilated global-context net, "
             f"{cfg.coarse_mm:g} mm/px; refine: CBAM U-Net on {cfg.patch}x{cfg.patch} patches at {cfg.fine_mm:g} mm/px"
         ),
-        "training_spacing_mm": 0.1,
+        "training_spacing_mm": ISBI_SPACING.row_mm,
         "detect_facing": True,
         "citations": CITATIONS,
         "license_note": "Research use only: trained on the ISBI 2015 challenge training images.",
     }
     card.update(card_extra)
-    template = make_template(data, template_id, cfg)
-    card["registration"] = {"template_image": template_id, "margin_mm": 25.0, "auto_below_mean_coarse_peak": 0.0}
+    margin_mm = 25.0
+    template = make_template(data, template_id, cfg, margin_mm)
+    card["registration"] = {"template_image": template_id, "margin_mm": margin_mm, "auto_below_mean_coarse_peak": 0.0}
     write_model_dir(out, coarse, refine, card, template)  # uncalibrated first, to evaluate
     det = Detector.from_pretrained(out, device="cpu", register="never")
     ev = evaluate_ceph(det, data, ids=val_ids)
@@ -124,6 +127,9 @@ def finalize_ceph(
     card["metrics"] = {
         "data": f"ISBI 2015 training images {val_ids[0]}-{val_ids[-1]} (held out, never trained on)",
         "truth": "mean of senior and junior doctors",
+        "register": (
+            "never (the default 'auto' registers none of these images: its threshold is their lowest mean coarse peak)"
+        ),
         "n_images": len(val_ids),
         "mre_mm": float(e.mean()),
         "sd_mm": float(e.std()),

@@ -65,7 +65,7 @@ def _synthetic_cache(cfg, m: int = 2):
     from cephspine.training.ceph import CephCache
 
     rng = np.random.default_rng(0)
-    fine, coarse, xy_fine, xy_orig, factors = [], [], [], [], []
+    fine, coarse, xy_fine, xy_orig, factors, sizes = [], [], [], [], [], []
     for _ in range(m):
         f, c = prepare(rng.uniform(0, 1, (200, 160)).astype(np.float32), (0.1, 0.1), cfg)
         xy = rng.uniform(20, 140, (cfg.n_landmarks, 2))
@@ -74,8 +74,16 @@ def _synthetic_cache(cfg, m: int = 2):
         xy_orig.append(xy)
         xy_fine.append(f.to_resampled(xy))
         factors.append(f.factor_xy)
+        sizes.append(f.size_hw)
     return CephCache(
-        [f"{i:03d}" for i in range(m)], fine, torch.cat(coarse), np.stack(xy_fine), np.stack(xy_orig), np.stack(factors)
+        [f"{i:03d}" for i in range(m)],
+        fine,
+        torch.cat(coarse),
+        np.stack(xy_fine),
+        np.stack(xy_orig),
+        np.stack(factors),
+        sizes,
+        np.full((m, 2), 0.1),
     )
 
 
