@@ -48,11 +48,11 @@ def main() -> None:
     args = ap.parse_args()
 
     from cephspine import Detector, Radiograph
-    from cephspine.io.datasets import IsbiDataset
+    from cephspine.io.datasets import IsbiDataset, parse_ids
+    from cephspine.metrics import radial_errors
 
-    lo, hi = (int(v) for v in args.ids.split("-"))
-    ids = {f"{i:03d}" for i in range(lo, hi + 1)}
-    records = [r for r in IsbiDataset(args.data) if r.id in ids]
+    ds = IsbiDataset(args.data)
+    records = [ds[i] for i in parse_ids(args.ids)]
     for mode in args.modes.split(","):
         det = Detector.from_pretrained(args.model, device="cpu", register=mode)
         rng = np.random.default_rng(0)
@@ -69,8 +69,7 @@ def main() -> None:
                 pred = det.predict(rg)
                 secs.append(time.perf_counter() - t)
             used += bool(pred.meta["registration"].get("used"))
-            assert rg.spacing is not None  # the ISBI reader sets 0.1 mm
-            errs.append(np.linalg.norm((pred.xy_px - truth) * rg.spacing.xy_mm, axis=1))
+            errs.append(radial_errors(pred.xy_px, truth, spacing=rg.spacing))
         e = np.array(errs)
         sdr = " ".join(f"{100 * (e <= r).mean():.2f}" for r in (2, 2.5, 3, 4))
         print(

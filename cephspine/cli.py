@@ -129,6 +129,7 @@ def evaluate_ceph_cmd(
     from cephspine.detector import Detector
     from cephspine.errors import CephspineError
     from cephspine.evaluation import evaluate_ceph
+    from cephspine.io.datasets import parse_ids
 
     if truth not in ("mean", "senior"):
         raise typer.BadParameter("truth must be 'mean' or 'senior'")
@@ -136,7 +137,10 @@ def evaluate_ceph_cmd(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ev = evaluate_ceph(
-                Detector.from_pretrained(model, device=_device(device)), data, ids=_parse_ids(ids), truth=truth
+                Detector.from_pretrained(model, device=_device(device)),
+                data,
+                ids=parse_ids(ids) if ids else None,
+                truth=truth,
             )
         table = ev.table()
         if csv is not None:
@@ -166,21 +170,6 @@ def _device(spec: str) -> str:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise typer.BadParameter("device 'cuda' requested but no CUDA GPU is available")
     return spec
-
-
-def _parse_ids(spec: str | None) -> list[str] | None:
-    """``"121-150"`` → zero-padded ids, ``"001,005"`` → as given; ``None`` → all."""
-    if not spec:
-        return None
-    out: list[str] = []
-    for part in spec.split(","):
-        lo, sep, hi = part.strip().partition("-")
-        if sep and lo.isdigit() and hi.isdigit():
-            width = len(lo)
-            out.extend(f"{i:0{width}d}" for i in range(int(lo), int(hi) + 1))
-        else:
-            out.append(part.strip())
-    return out
 
 
 def main() -> None:

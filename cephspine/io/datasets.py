@@ -460,3 +460,17 @@ def spine_order_defects(xy: npt.NDArray[np.float64]) -> list[Defect]:
                 )
             )
     return defects
+
+
+def parse_ids(spec: str) -> list[str]:
+    """Image ids from a command-line style list: ``"121-150"`` gives zero-padded ids
+    ``"121" … "150"`` (the width of the first number), ``"001,005"`` gives them as written,
+    and both forms can be combined (``"001-003,010"``)."""
+    out: list[str] = []
+    for part in spec.split(","):
+        lo, sep, hi = part.strip().partition("-")
+        if sep and lo.isdigit() and hi.isdigit():
+            out.extend(f"{i:0{len(lo)}d}" for i in range(int(lo), int(hi) + 1))
+        elif part.strip():
+            out.append(part.strip())
+    return out

@@ -276,3 +276,11 @@ def test_shared_aasce_known_defects(shared_data: Path) -> None:
     assert clean.defects == ()
     np.testing.assert_allclose(clean.angles_deg, [41.139, 14.63, 40.147])
     np.testing.assert_allclose(clean.landmarks[0], [361.0, 72.0])
+
+
+def test_parse_ids_ranges_and_lists() -> None:
+    from cephspine.io.datasets import parse_ids
+
+    assert parse_ids("121-123") == ["121", "122", "123"]
+    assert parse_ids("001-002,010") == ["001", "002", "010"]
+    assert parse_ids("abc, 7") == ["abc", "7"]
