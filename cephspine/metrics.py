@@ -24,9 +24,9 @@ import numpy as np
 import numpy.typing as npt
 
 from cephspine.anatomy import SPINE_LANDMARKS
-from cephspine.errors import LandmarkError, SpacingError
+from cephspine.errors import LandmarkError
 from cephspine.geometry.norms import CEPH_MEASURES, CEPH_NORMS
-from cephspine.radiograph import Spacing, as_spacing
+from cephspine.radiograph import Spacing, spacing_xy_mm
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -69,30 +69,8 @@ def _points(a: npt.ArrayLike, what: str) -> FloatArray:
 
 def _spacing_xy(spacing: Any, n_images: int | None) -> FloatArray:
     """Spacing as ``(x_mm, y_mm)`` multipliers: shape ``(2,)``, or ``(M, 1, 2)`` per image."""
-    if spacing is None:
-        return np.ones(2)
-    if isinstance(spacing, Spacing):
-        return spacing.xy_mm
-    if isinstance(spacing, np.ndarray) and spacing.ndim == 0:
-        spacing = spacing.item()
-    if isinstance(spacing, (bool, int, float, np.generic)):
-        sp = as_spacing(spacing)
-        assert sp is not None
-        return sp.xy_mm
-    if n_images is None:  # one image: a (row_mm, col_mm) pair
-        sp = as_spacing(spacing)
-        assert sp is not None
-        return sp.xy_mm
-    items = list(spacing)
-    if len(items) != n_images:
-        raise SpacingError(f"per-image spacing must have one entry per image ({n_images}), got {len(items)}")
-    rows = []
-    for i, item in enumerate(items):
-        sp = as_spacing(item, what=f"spacing[{i}]")
-        if sp is None:
-            raise SpacingError(f"spacing[{i}] is None; give a spacing for every image")
-        rows.append(sp.xy_mm)
-    return np.asarray(rows, dtype=np.float64)[:, None, :]
+    xy = spacing_xy_mm(spacing, n_images)
+    return np.ones(2) if xy is None else xy
 
 
 def radial_errors(

@@ -65,6 +65,45 @@ def as_spacing(value: Any, *, what: str = "spacing") -> Spacing | None:
     return Spacing(*pair)
 
 
+def spacing_xy_mm(spacing: Any, n_images: int | None = None) -> npt.NDArray[np.float64] | None:
+    """Spacing as ``(x_mm, y_mm)`` multipliers for ``(x, y)`` pixel coordinates.
+
+    Args:
+        spacing: ``None``; a number or :class:`Spacing` (every image); for one image
+            (``n_images=None``) also a ``(row_mm, col_mm)`` pair; for ``n_images`` images
+            also a sequence of one entry (number, pair or :class:`Spacing`) per image.
+        n_images: number of images the multipliers are for, or ``None`` for one image.
+
+    Returns:
+        ``None`` for ``None``, a ``(2,)`` array for one shared spacing, or ``(M, 1, 2)``
+        for per-image spacings.
+
+    Raises:
+        SpacingError: a value that is not positive and finite, or a per-image sequence of
+            the wrong length or with a missing entry.
+    """
+    if spacing is None:
+        return None
+    if isinstance(spacing, np.ndarray) and spacing.ndim == 0:
+        spacing = spacing.item()
+    if isinstance(spacing, (Spacing, bool, int, float, np.generic)) or n_images is None:
+        sp = as_spacing(spacing)
+        assert sp is not None
+        return sp.xy_mm
+    items = list(spacing)
+    if len(items) != n_images:
+        raise SpacingError(
+            f"spacing for {n_images} images must be one value or a Spacing, or one entry per image; got {len(items)}"
+        )
+    rows = []
+    for i, item in enumerate(items):
+        sp = as_spacing(item, what=f"spacing[{i}]")
+        if sp is None:
+            raise SpacingError(f"spacing[{i}] is None; give a spacing for every image")
+        rows.append(sp.xy_mm)
+    return np.asarray(rows, dtype=np.float64)[:, None, :]
+
+
 @dataclass(frozen=True, eq=False)
 class Radiograph:
     """A 2-D radiograph.

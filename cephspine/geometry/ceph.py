@@ -28,7 +28,7 @@ from cephspine.anatomy import CEPH_ABBREVIATIONS, CEPH_LANDMARKS
 from cephspine.errors import LandmarkError, SpacingError
 from cephspine.geometry.norms import CEPH_MEASURES, CEPH_NORMS, MEASURE_UNITS, MeasureNorm, measure_key
 from cephspine.prediction import Prediction
-from cephspine.radiograph import Spacing, as_spacing
+from cephspine.radiograph import Spacing, as_spacing, spacing_xy_mm
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -110,26 +110,7 @@ def _requested(measures: str | Sequence[str]) -> tuple[str, ...]:
 
 def _batch_spacing(spacing: Any, n_images: int) -> FloatArray | None:
     """``(x_mm, y_mm)`` multipliers of shape ``(2,)`` or ``(M, 1, 2)``, or ``None``."""
-    if spacing is None:
-        return None
-    if isinstance(spacing, np.ndarray) and spacing.ndim == 0:
-        spacing = spacing.item()
-    if isinstance(spacing, (Spacing, bool, int, float, np.generic)):
-        sp = as_spacing(spacing)
-        assert sp is not None
-        return sp.xy_mm
-    items = list(spacing)
-    if len(items) != n_images:
-        raise SpacingError(
-            f"spacing for {n_images} images must be one value or a Spacing, or one entry per image; got {len(items)}"
-        )
-    rows = []
-    for i, item in enumerate(items):
-        sp = as_spacing(item, what=f"spacing[{i}]")
-        if sp is None:
-            raise SpacingError(f"spacing[{i}] is None; give a spacing for every image")
-        rows.append(sp.xy_mm)
-    return np.asarray(rows, dtype=np.float64)[:, None, :]
+    return spacing_xy_mm(spacing, n_images)
 
 
 def _left_mask(facing: Facing | Sequence[str], n_images: int) -> npt.NDArray[np.bool_]:
