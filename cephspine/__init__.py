@@ -27,6 +27,7 @@ from cephspine.anatomy import (
 )
 from cephspine.data import example_path
 from cephspine.errors import (
+    AnatomyWarning,
     CephspineError,
     CephspineWarning,
     DatasetError,
@@ -82,6 +83,7 @@ __all__ = [
     "RegistrationWarning",
     "Spacing",
     "SpacingError",
+    "AnatomyWarning",
     "SpacingWarning",
     "UnknownModelError",
     "UnsupportedImageError",

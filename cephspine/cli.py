@@ -15,7 +15,7 @@ import typer
 
 app = typer.Typer(
     name="cephspine",
-    help="Anatomical landmarks on X-rays: predict, evaluate and train the cephalometric model.",
+    help="Anatomical landmarks on X-rays: predict, evaluate and train the ceph and spine models.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -155,6 +155,64 @@ def evaluate_ceph_cmd(
     else:
         typer.echo(f"{len(ev.ids)} images, truth: {truth}")
         typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+
+
+@train_app.command("spine")
+def train_spine_cmd(
+    data: Path = typer.Option(..., exists=True, file_okay=False, help="Folder in the AASCE layout."),
+    out: Path = typer.Option(..., help="Run folder (checkpoints; the model goes to OUT/model)."),
+    epochs: int = typer.Option(15, help="Coarse-stage epochs."),
+    steps: int = typer.Option(1000, help="Refinement-stage steps (each: a patch per corner of one image)."),
+    threads: int | None = typer.Option(None, help="Torch CPU threads (default: torch's)."),
+) -> None:
+    """Train the two-stage spine model (68 corners; resumes from OUT's checkpoints)."""
+    import logging
+
+    from cephspine.errors import CephspineError
+    from cephspine.training.spine import train_spine
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    try:
+        model_dir = train_spine(data, out, epochs=epochs, steps=steps, threads=threads)
+    except (CephspineError, OSError) as exc:
+        _fail(exc)
+        return
+    typer.echo(f"model written to {model_dir}")
+
+
+@evaluate_app.command("spine")
+def evaluate_spine_cmd(
+    data: Path = typer.Option(..., exists=True, file_okay=False, help="Folder in the AASCE layout."),
+    model: str = typer.Option("spine", "--model", "-m", help="Model name or directory."),
+    ids: str | None = typer.Option(None, help="Comma-separated image file names (default: all)."),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f"),
+    device: str = typer.Option("auto", help="'auto', 'cpu' or 'cuda'."),
+) -> None:
+    """Print SDR at 2/3/4/6 mm (L4–L5 = 35 mm), MRE (px and mm) and the Cobb-angle SMAPE."""
+    import warnings
+
+    from cephspine.detector import Detector
+    from cephspine.errors import CephspineError
+    from cephspine.evaluation import evaluate_spine
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            det = Detector.from_pretrained(model, device=_device(device))
+            ev = evaluate_spine(det, data, ids=[i.strip() for i in ids.split(",")] if ids else None)
+    except (CephspineError, OSError) as exc:
+        _fail(exc)
+        return
+    summary = ev.summary()
+    if fmt is OutputFormat.json:
+        typer.echo(json.dumps(summary, indent=1))
+    elif fmt is OutputFormat.csv:
+        typer.echo("metric,value")
+        for k, v in summary.items():
+            typer.echo(f"{k},{v:.4f}")
+    else:
+        for k, v in summary.items():
+            typer.echo(f"{k:<16} {v:10.3f}")
 
 
 def _device(spec: str) -> str:

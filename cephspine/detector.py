@@ -16,6 +16,7 @@ import torch
 
 from cephspine.confidence import Calibrator
 from cephspine.errors import (
+    AnatomyWarning,
     DeviceError,
     LowConfidenceWarning,
     ModelLoadError,
@@ -233,7 +234,9 @@ class Detector:
         cfg = self.config
         msgs: list[str] = []
         t = time.perf_counter()
-        if rg.spacing is None:
+        if cfg.fine_height_px:  # a spacing-free model (spine): resampled to a fixed height
+            sp = rg.spacing or Spacing(1.0, 1.0)
+        elif rg.spacing is None:
             sp = Spacing(self.training_spacing_mm, self.training_spacing_mm)
             msgs.append(
                 f"{rg.name}: pixel spacing unknown; assumed {self.training_spacing_mm:g} mm for "
@@ -243,7 +246,7 @@ class Detector:
         else:
             sp = rg.spacing
         side = max(rg.height * sp.row_mm, rg.width * sp.col_mm) / cfg.fine_mm
-        if side > MAX_FINE_SIDE_PX:
+        if not cfg.fine_height_px and side > MAX_FINE_SIDE_PX:
             raise SpacingError(
                 f"{rg.name}: pixel spacing {sp.row_mm:g} x {sp.col_mm:g} mm makes the image "
                 f"{side * cfg.fine_mm / 1000:.1f} m tall or wide; check the spacing (mm per pixel)"
@@ -281,8 +284,11 @@ class Detector:
         # positions stay on the image (a padded border can attract a weak heatmap)
         xy = np.clip(fine.to_original(r_xy), 0.0, np.array([rg.width - 1, rg.height - 1], dtype=np.float64))
         stages = StageOutput(xy, fine.to_original(c_xy), c_peak, r_peak)
-        feats = stages.features(sp.xy_mm)
+        # the coarse-to-refined shift is measured in mm, or in fine pixels for spacing-free models
+        feats = stages.features(fine.factor_xy if cfg.fine_height_px else sp.xy_mm)
         conf = self.calibrator(feats) if self.calibrator is not None else np.clip(r_peak, 0.0, 1.0)
+        if self.card.get("anatomy") == "spine":
+            conf = self._spine_sanity(xy, conf, rg.name, msgs)
         low = [n for n, c in zip(self.names, conf) if c < LOW_CONFIDENCE]
         if low:
             msgs.append(f"{rg.name}: low confidence for {', '.join(low)}")
@@ -309,6 +315,30 @@ class Detector:
                 },
             },
         )
+
+    def _spine_sanity(self, xy: np.ndarray, conf: np.ndarray, name: str, msgs: list[str]) -> np.ndarray:
+        """Vertebrae must come out top to bottom as proper quadrilaterals (corners in
+        TL, TR, BL, BR order); the corners of any vertebra that does not get a confidence of
+        at most half the low-confidence threshold, and an :class:`AnatomyWarning`."""
+        from cephspine.geometry.cobb import vertebra_validity
+
+        quads = xy.reshape(17, 4, 2)
+        bad = ~vertebra_validity(xy)
+        centre_y = quads[..., 1].mean(axis=1)
+        out_of_order = np.zeros(17, dtype=bool)
+        out_of_order[1:] |= np.diff(centre_y) <= 0
+        out_of_order[:-1] |= np.diff(centre_y) <= 0
+        flagged = bad | out_of_order
+        if not flagged.any():
+            return conf
+        conf = conf.copy().reshape(17, 4)
+        conf[flagged] = np.minimum(conf[flagged], LOW_CONFIDENCE / 2)
+        from cephspine.anatomy import VERTEBRAE
+
+        names = [v for v, f in zip(VERTEBRAE, flagged) if f]
+        msgs.append(f"{name}: implausible vertebra shape or order for {', '.join(names)}")
+        warnings.warn(msgs[-1], AnatomyWarning, stacklevel=4)
+        return conf.ravel()
 
     def _registered_coarse(
         self, coarse_img: torch.Tensor, c_xy: np.ndarray, c_peak: np.ndarray

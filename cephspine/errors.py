@@ -70,5 +70,9 @@ class RegistrationWarning(CephspineWarning):
     """Registration failed and the unregistered path was used."""
 
 
+class AnatomyWarning(CephspineWarning):
+    """Predicted landmarks violate anatomy (e.g. vertebrae out of order or degenerate)."""
+
+
 class SpacingWarning(CephspineWarning):
     """The pixel spacing is unknown, so millimetre outputs are unavailable."""

@@ -43,6 +43,9 @@ class StageConfig:
     refine_depth: int = 3
     refine_offset_sd_px: float = 10.0
     """Training: s.d. of the random shift of a patch centre from the true point (fine px)."""
+    fine_height_px: int | None = None
+    """When set, images are resampled so that their height is this many fine pixels
+    (aspect ratio kept, pixel spacing ignored): for images without a spacing (spine)."""
 
     @property
     def coarse_mm(self) -> float:
@@ -105,8 +108,15 @@ class StageOutput:
 def prepare(
     pixels01: npt.NDArray[np.float32], spacing_rc_mm: tuple[float, float], cfg: StageConfig
 ) -> tuple[Resampled, torch.Tensor]:
-    """Resample a [0, 1] image to the fine grid and pool it to the coarse grid."""
-    fine = resample(pixels01, spacing_rc_mm, cfg.fine_mm, cfg.pad_multiple)
+    """Resample a [0, 1] image to the fine grid and pool it to the coarse grid.
+
+    The fine grid has ``cfg.fine_mm`` per pixel, or, with ``cfg.fine_height_px``, a fixed
+    height (``spacing_rc_mm`` is then ignored).
+    """
+    if cfg.fine_height_px:
+        fine = resample(pixels01, (1.0, 1.0), pixels01.shape[0] / cfg.fine_height_px, cfg.pad_multiple)
+    else:
+        fine = resample(pixels01, spacing_rc_mm, cfg.fine_mm, cfg.pad_multiple)
     coarse = F.avg_pool2d(fine.image, cfg.coarse_pool)
     return fine, coarse
 

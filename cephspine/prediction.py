@@ -88,6 +88,28 @@ class Prediction:
             }
         )
 
+    def by_vertebra(self) -> npt.NDArray[np.float64]:
+        """Spine predictions as a ``(17, 4, 2)`` array: vertebra T1…L5, corner TL, TR, BL, BR, (x, y) px.
+
+        Raises:
+            ValueError: for a prediction that is not of the 68 spine corners.
+        """
+        from cephspine.anatomy import SPINE_LANDMARKS
+
+        if self.names != SPINE_LANDMARKS:
+            raise ValueError(f"by_vertebra() needs the 68 spine corners, this is a {self.model!r} prediction")
+        return self.xy_px.reshape(17, 4, 2)
+
+    def vertebra_dataframe(self) -> Any:
+        """Spine predictions with ``vertebra`` and ``corner`` columns (one row per corner)."""
+        from cephspine.anatomy import CORNERS, VERTEBRAE
+
+        self.by_vertebra()  # validates the landmark set
+        df = self.to_dataframe()
+        df.insert(3, "vertebra", np.repeat(VERTEBRAE, len(CORNERS)))
+        df.insert(4, "corner", np.tile(CORNERS, len(VERTEBRAE)))
+        return df
+
     def __repr__(self) -> str:
         sp = f"{self.spacing.row_mm:g}x{self.spacing.col_mm:g} mm" if self.spacing else "no spacing"
         return (

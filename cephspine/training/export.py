@@ -78,16 +78,24 @@ def render_model_card(card: dict[str, Any]) -> str:
         lines += ["", "## Training", ""] + [f"- {k.replace('_', ' ')}: {v}" for k, v in t.items()]
     if "metrics" in card:
         m = card["metrics"]
+        columns = [("MRE (mm)", f"{m['mre_mm']:.3f}"), ("SD (mm)", f"{m['sd_mm']:.3f}")]
+        if "mre_px" in m:
+            columns.append(("MRE (px)", f"{m['mre_px']:.1f}"))
+        sdr = sorted((float(k[4:-6]), k) for k in m if k.startswith("sdr_") and k.endswith("mm_pct"))
+        columns += [(f"SDR {r:g} mm", f"{m[k]:.2f} %") for r, k in sdr]
+        if "cobb_smape_pct" in m:
+            columns.append(("Cobb SMAPE", f"{m['cobb_smape_pct']:.2f} %"))
         lines += [
             "",
             "## Accuracy (held-out)",
             "",
-            f"Data: {m['data']}; truth: {m['truth']}; {m['n_images']} images; registration: {m.get('register', '-')}.",
+            f"Data: {m['data']}; truth: {m['truth']}; {m['n_images']} images"
+            + (f"; registration: {m['register']}." if "register" in m else ".")
+            + (f" Millimetres: {m['mm_convention']}." if "mm_convention" in m else ""),
             "",
-            "| MRE (mm) | SD (mm) | SDR 2 mm | SDR 2.5 mm | SDR 3 mm | SDR 4 mm |",
-            "|---|---|---|---|---|---|",
-            f"| {m['mre_mm']:.3f} | {m['sd_mm']:.3f} | {m['sdr_2mm_pct']:.2f} % | {m['sdr_2.5mm_pct']:.2f} % | "
-            f"{m['sdr_3mm_pct']:.2f} % | {m['sdr_4mm_pct']:.2f} % |",
+            "| " + " | ".join(h for h, _ in columns) + " |",
+            "|" + "---|" * len(columns),
+            "| " + " | ".join(v for _, v in columns) + " |",
             "",
             "Per-landmark MRE (mm):",
             "",

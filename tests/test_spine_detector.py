@@ -1,0 +1,85 @@
+"""The spine path of the detector with a tiny random-weight 68-corner model: spacing-free
+resampling, the per-vertebra views and the anatomical sanity flags."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import cephspine
+from cephspine.anatomy import SPINE_LANDMARKS
+from cephspine.errors import AnatomyWarning, SpacingWarning
+from cephspine.pipeline import StageConfig
+from tests.conftest import TINY_CONFIG_KW, build_model_dir
+
+SPINE_TINY = StageConfig(
+    **(TINY_CONFIG_KW | {"n_landmarks": 68, "fine_height_px": 128, "context_kernel": (5, 3)})  # type: ignore[arg-type]
+)
+
+
+@pytest.fixture(scope="module")
+def spine_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_model_dir(
+        tmp_path_factory.mktemp("w") / "tinyspine",
+        SPINE_TINY,
+        anatomy="spine",
+        landmarks=list(SPINE_LANDMARKS),
+        detect_facing=False,
+    )
+
+
+def test_spacing_free_model_needs_no_spacing(spine_dir: Path) -> None:
+    det = cephspine.Detector.from_pretrained(spine_dir, device="cpu")
+    img = np.random.default_rng(0).uniform(0, 1, (700, 260)).astype(np.float32)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pred = det.predict(img)
+    assert not any(issubclass(w.category, SpacingWarning) for w in caught)
+    assert pred.xy_px.shape == (68, 2) and pred.xy_mm is None
+    assert ((pred.xy_px >= 0) & (pred.xy_px <= [259, 699])).all()
+    assert pred.by_vertebra().shape == (17, 4, 2)
+    df = pred.vertebra_dataframe()
+    assert list(df["vertebra"][:5]) == ["T1"] * 4 + ["T2"]
+    assert list(df["corner"][:4]) == ["TL", "TR", "BL", "BR"]
+
+
+def test_same_image_at_two_sizes_gives_the_same_relative_points(spine_dir: Path) -> None:
+    """Resampling to a fixed height: a 2x larger copy gives the same points, scaled."""
+    det = cephspine.Detector.from_pretrained(spine_dir, device="cpu")
+    rng = np.random.default_rng(1)
+    small = rng.uniform(0, 1, (300, 120)).astype(np.float32)
+    big = np.kron(small, np.ones((2, 2), np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a, b = det.predict(small), det.predict(big)
+    np.testing.assert_allclose((b.xy_px + 0.5) / 2 - 0.5, a.xy_px, atol=1.0)
+
+
+def test_implausible_vertebrae_are_flagged(spine_dir: Path) -> None:
+    det = cephspine.Detector.from_pretrained(spine_dir, device="cpu")
+    quads = np.array([[[10, 10 * v], [30, 10 * v], [10, 10 * v + 8], [30, 10 * v + 8]] for v in range(17)], float)
+    xy = quads.reshape(68, 2)
+    conf = np.full(68, 0.9)
+    msgs: list[str] = []
+    assert np.array_equal(det._spine_sanity(xy, conf, "x.png", msgs), conf) and not msgs
+    bad = xy.copy()
+    bad[[4, 5]] = bad[[5, 4]]  # T2: TL and TR swapped
+    bad[[60, 61, 62, 63, 64, 65, 66, 67]] = bad[[64, 65, 66, 67, 60, 61, 62, 63]]  # L4 and L5 swapped
+    with pytest.warns(AnatomyWarning, match="T2"):
+        out = det._spine_sanity(bad, conf, "x.png", msgs)
+    flagged = out.reshape(17, 4).min(axis=1) < 0.3
+    assert flagged[1] and flagged[15] and flagged[16]
+    assert not flagged[5]
+    assert msgs and "x.png" in msgs[0]
+
+
+def test_by_vertebra_refuses_ceph_predictions(tiny_model_dir: Path) -> None:
+    det = cephspine.Detector.from_pretrained(tiny_model_dir, device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pred = det.predict(np.random.default_rng(0).uniform(0, 1, (120, 100)).astype(np.float32), spacing=0.5)
+    with pytest.raises(ValueError, match="68 spine corners"):
+        pred.by_vertebra()
