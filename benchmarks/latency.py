@@ -1,9 +1,11 @@
-"""Latency and memory of ``Detector("ceph").predict`` on one ISBI-sized image.
+"""Latency and memory of ``Detector(MODEL).predict`` on one image.
 
 Prints the per-stage breakdown (load, preprocess, coarse, registration, refine), the median
 end-to-end time over repeated runs, and the peak resident memory of this process.
 
-    python benchmarks/ceph_latency.py [IMAGE] [--repeats 15] [--threads 2] [--register auto]
+    python benchmarks/latency.py [IMAGE] [--model ceph|spine] [--repeats 15] [--threads 2] [--register auto]
+
+The default image is the bundled ceph example; give a spine radiograph for ``--model spine``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--register", default="auto", choices=["auto", "always", "never"])
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--model", default="ceph")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -39,7 +42,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     image = Path(args.image) if args.image else example_path("ceph")
     t = time.perf_counter()
-    det = cephspine.Detector.from_pretrained("ceph", device=args.device, register=args.register)
+    det = cephspine.Detector.from_pretrained(args.model, device=args.device, register=args.register)
     load_model_s = time.perf_counter() - t
     totals, stages = [], []
     with warnings.catch_warnings():
@@ -55,7 +58,10 @@ def main() -> None:
         f"machine: {platform.machine()}, {os.cpu_count()} logical CPUs, {torch.get_num_threads()} torch threads, "
         f"torch {torch.__version__}, python {sys.version.split()[0]}"
     )
-    print(f"image: {image.name} {pred.image_shape[1]}x{pred.image_shape[0]} px; register={args.register}")
+    print(
+        f"model: {det.name} {det.version}; image: {image.name} {pred.image_shape[1]}x{pred.image_shape[0]} px; "
+        f"register={det.register}"
+    )
     print(f"import torch+cephspine: {import_s:.2f} s; model load: {load_model_s:.2f} s")
     for key in sorted({k for s in stages for k in s}):
         vals = [s[key] for s in stages if key in s]
