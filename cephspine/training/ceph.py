@@ -51,11 +51,10 @@ def build_cache(root: Path, ids: list[str], cfg: StageConfig, cache_file: Path |
     """
     from cephspine.io.datasets import IsbiDataset
 
-    key = json.dumps({"root": str(Path(root).resolve()), "ids": ids, "config": cfg.to_dict()}, sort_keys=True)
-    if cache_file is not None and cache_file.exists():
-        d = torch.load(cache_file, weights_only=False)
-        if d.get("key") == key:
-            return CephCache(**d)
+    key = cache_key(root, ids, cfg)
+    cached = load_cached(cache_file, key)
+    if cached is not None:
+        return cached
     ds = IsbiDataset(root)
     fine, coarse, xyf, xyo, fac, sizes, sps = [], [], [], [], [], [], []
     for i in ids:
@@ -76,10 +75,46 @@ def build_cache(root: Path, ids: list[str], cfg: StageConfig, cache_file: Path |
     cache = CephCache(
         ids, fine, torch.cat(coarse), np.stack(xyf), np.stack(xyo), np.stack(fac), sizes, np.stack(sps), key
     )
+    save_cached(cache_file, cache)
+    return cache
+
+
+def cache_key(root: Path, ids: list[str], cfg: StageConfig) -> str:
+    """What a cache depends on: the data folder, the ids and the stage configuration."""
+    return json.dumps({"root": str(Path(root).resolve()), "ids": ids, "config": cfg.to_dict()}, sort_keys=True)
+
+
+def load_cached(cache_file: Path | None, key: str) -> CephCache | None:
+    """The cache stored in ``cache_file`` if it was built for ``key``, else ``None``."""
+    if cache_file is None or not cache_file.exists():
+        return None
+    d = torch.load(cache_file, weights_only=False)
+    return CephCache(**d) if d.get("key") == key else None
+
+
+def save_cached(cache_file: Path | None, cache: CephCache) -> None:
+    """Store ``cache`` atomically (no-op without a file)."""
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         _save(cache_file, **cache.__dict__)
-    return cache
+
+
+def run_stage(
+    stage: str, build: Any, data: Path, out: Path, cfg: StageConfig, train_ids: list[str], val_ids: list[str],
+    *, epochs: int, steps: int,
+) -> None:  # fmt: skip
+    """Train one stage (``"coarse"`` or ``"refine"``) in run folder ``out``; ``build`` makes
+    the data cache (``build(data, ids, cfg, cache_file)``)."""
+    t0 = time.time()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+    train = build(data, train_ids, cfg, out / "cache_train.pt")
+    log.info("cache ready (%d images) in %.0fs", len(train_ids), time.time() - t0)
+    if stage == "coarse":
+        val = build(data, val_ids, cfg, out / "cache_val.pt")
+        train_coarse(train, val, cfg, out, epochs=epochs)
+    else:
+        train_refine(train, cfg, out, steps=steps)
 
 
 def _save(path: Path, **state: Any) -> None:
@@ -383,15 +418,9 @@ def main(argv: list[str] | None = None) -> None:
             {"version": args.version, "training": info},
         )
     else:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
-        train = build_cache(args.data, tr_ids, cfg, args.out / "cache_train.pt")
-        log.info("cache ready (%d images) in %.0fs", len(tr_ids), time.time() - t0)
-        if args.stage == "coarse":
-            val = build_cache(args.data, va_ids, cfg, args.out / "cache_val.pt")
-            train_coarse(train, val, cfg, args.out, epochs=args.epochs)
-        else:
-            train_refine(train, cfg, args.out, steps=args.steps)
+        run_stage(
+            args.stage, build_cache, args.data, args.out, cfg, tr_ids, va_ids, epochs=args.epochs, steps=args.steps
+        )
     log.info("done in %.0fs", time.time() - t0)
 
 

@@ -19,7 +19,15 @@ import torch.nn.functional as F
 
 from cephspine.pipeline import StageConfig, prepare
 from cephspine.preprocess import normalize_intensity
-from cephspine.training.ceph import CephCache, _save, train_coarse, train_refine
+from cephspine.training.ceph import (
+    CephCache,
+    cache_key,
+    load_cached,
+    run_stage,
+    save_cached,
+    train_coarse,
+    train_refine,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +71,10 @@ def build_spine_cache(root: Path, ids: list[str], cfg: StageConfig, cache_file: 
     errors are measured in original pixels)."""
     from cephspine.io.datasets import AasceDataset
 
-    key = json.dumps({"root": str(Path(root).resolve()), "ids": ids, "config": cfg.to_dict()}, sort_keys=True)
-    if cache_file is not None and cache_file.exists():
-        d = torch.load(cache_file, weights_only=False)
-        if d.get("key") == key:
-            return CephCache(**d)
+    key = cache_key(root, ids, cfg)
+    cached = load_cached(cache_file, key)
+    if cached is not None:
+        return cached
     ds = AasceDataset(root)
     fine, coarse, xyf, xyo, fac, sizes = [], [], [], [], [], []
     for i in ids:
@@ -87,9 +94,7 @@ def build_spine_cache(root: Path, ids: list[str], cfg: StageConfig, cache_file: 
     cache = CephCache(
         ids, fine, torch.cat(coarse), np.stack(xyf), np.stack(xyo), np.stack(fac), sizes, np.ones((len(ids), 2)), key
     )
-    if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        _save(cache_file, **cache.__dict__)
+    save_cached(cache_file, cache)
     return cache
 
 
@@ -162,16 +167,11 @@ def main(argv: list[str] | None = None) -> None:
         log.info("excluded %s: %s", name, why)
     log.info("%d training, %d validation, %d excluded records", len(tr_ids), len(va_ids), len(excluded))
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
     (args.out / "split.json").write_text(json.dumps({"train": tr_ids, "val": va_ids, "excluded": excluded}, indent=1))
     t0 = time.time()
-    train = build_spine_cache(args.data, tr_ids, cfg, args.out / "cache_train.pt")
-    log.info("cache ready (%d images) in %.0fs", len(tr_ids), time.time() - t0)
-    if args.stage == "coarse":
-        val = build_spine_cache(args.data, va_ids, cfg, args.out / "cache_val.pt")
-        train_coarse(train, val, cfg, args.out, epochs=args.epochs)
-    else:
-        train_refine(train, cfg, args.out, steps=args.steps)
+    run_stage(
+        args.stage, build_spine_cache, args.data, args.out, cfg, tr_ids, va_ids, epochs=args.epochs, steps=args.steps
+    )
     log.info("done in %.0fs", time.time() - t0)
 
 

@@ -106,3 +106,17 @@ def test_refine_training_resumes_from_its_checkpoint(tmp_path: Path, tiny_config
     assert torch.load(tmp_path / "refine_ckpt.pt", weights_only=False)["step"] == 2
     train_refine(cache, tiny_config, tmp_path, steps=3, batch=4, ckpt_every=1)
     assert torch.load(tmp_path / "refine_ckpt.pt", weights_only=False)["step"] == 3
+
+
+def test_run_stage_trains_each_stage_in_a_run_folder(tmp_path: Path, tiny_config) -> None:
+    from cephspine.pipeline import StageConfig
+    from cephspine.training.ceph import run_stage
+
+    def build(data, ids, cfg, cache_file):
+        return _synthetic_cache(cfg, len(ids))
+
+    run = tmp_path / "run"
+    for stage in ("coarse", "refine"):
+        run_stage(stage, build, tmp_path, run, tiny_config, ["a", "b"], ["c"], epochs=1, steps=2)
+    assert (run / "coarse_final.pt").is_file() and (run / "refine_final.pt").is_file()
+    assert StageConfig.from_dict(json.loads((run / "config.json").read_text())) == tiny_config
