@@ -41,6 +41,7 @@ class CephCache:
     size_hw: list[tuple[int, int]]  # unpadded fine sizes
     spacing_xy_mm: np.ndarray  # (M, 2) original pixel spacing (x, y)
     key: str = ""
+    error_unit: str = "mm"  # unit of coarse_errors_mm: "px" for data without spacing
 
 
 def build_cache(root: Path, ids: list[str], cfg: StageConfig, cache_file: Path | None = None) -> CephCache:
@@ -261,7 +262,9 @@ def train_coarse(
         msg = f"coarse epoch {ep + 1}/{epochs} loss {np.mean(losses):.4f} lr {lr_now:.2e} {time.time() - t0:.0f}s"
         if val is not None and ((ep + 1) % 5 == 0 or ep + 1 == epochs):
             e = coarse_errors_mm(net, val, cfg)
-            msg += f" | val MRE {e.mean():.3f} mm SDR2 {100 * (e <= 2).mean():.1f}% SDR4 {100 * (e <= 4).mean():.1f}%"
+            msg += f" | val MRE {e.mean():.3f} {val.error_unit}"
+            if val.error_unit == "mm":
+                msg += f" SDR2 {100 * (e <= 2).mean():.1f}% SDR4 {100 * (e <= 4).mean():.1f}%"
         log.info(msg)
         _save(ckpt, net=net.state_dict(), opt=opt.state_dict(), epoch=ep + 1, rng=rng)
     torch.save(net.state_dict(), out / "coarse_final.pt")

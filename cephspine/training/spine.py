@@ -92,7 +92,16 @@ def build_spine_cache(root: Path, ids: list[str], cfg: StageConfig, cache_file: 
         fac.append(f.factor_xy)
         sizes.append(f.size_hw)
     cache = CephCache(
-        ids, fine, torch.cat(coarse), np.stack(xyf), np.stack(xyo), np.stack(fac), sizes, np.ones((len(ids), 2)), key
+        ids,
+        fine,
+        torch.cat(coarse),
+        np.stack(xyf),
+        np.stack(xyo),
+        np.stack(fac),
+        sizes,
+        np.ones((len(ids), 2)),
+        key,
+        "px",
     )
     save_cached(cache_file, cache)
     return cache
