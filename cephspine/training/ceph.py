@@ -100,6 +100,27 @@ def save_cached(cache_file: Path | None, cache: CephCache) -> None:
         _save(cache_file, **cache.__dict__)
 
 
+def train_both(
+    build: Any, data: Path, out: Path, cfg: StageConfig, train_ids: list[str], val_ids: list[str],
+    *, epochs: int, steps: int,
+) -> dict[str, float]:  # fmt: skip
+    """Build the caches and train both stages one after the other in run folder ``out``.
+
+    Returns the wall time of each part in seconds (``cache_s``, ``coarse_s``, ``refine_s``).
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+    t0 = time.time()
+    train = build(data, train_ids, cfg, out / "cache_train.pt")
+    val = build(data, val_ids, cfg, out / "cache_val.pt")
+    t1 = time.time()
+    train_coarse(train, val, cfg, out, epochs=epochs)
+    t2 = time.time()
+    train_refine(train, cfg, out, steps=steps)
+    t3 = time.time()
+    return {"cache_s": round(t1 - t0, 1), "coarse_s": round(t2 - t1, 1), "refine_s": round(t3 - t2, 1)}
+
+
 def run_stage(
     stage: str, build: Any, data: Path, out: Path, cfg: StageConfig, train_ids: list[str], val_ids: list[str],
     *, epochs: int, steps: int,
@@ -340,16 +361,7 @@ def train_ceph(
     default_train, default_val = split_ids()
     train_ids = train_ids or default_train
     val_ids = val_ids or default_val
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
-    t0 = time.time()
-    train = build_cache(data, train_ids, cfg, out / "cache_train.pt")
-    val = build_cache(data, val_ids, cfg, out / "cache_val.pt")
-    t1 = time.time()
-    train_coarse(train, val, cfg, out, epochs=epochs)
-    t2 = time.time()
-    train_refine(train, cfg, out, steps=steps)
-    t3 = time.time()
+    times = train_both(build_cache, data, out, cfg, train_ids, val_ids, epochs=epochs, steps=steps)
     from cephspine.training.finalize import finalize_ceph
 
     finalize_ceph(
@@ -369,9 +381,7 @@ def train_ceph(
                 "coarse_epochs": epochs,
                 "refine_steps": steps,
                 "threads": torch.get_num_threads(),
-                "cache_s": round(t1 - t0, 1),
-                "coarse_s": round(t2 - t1, 1),
-                "refine_s": round(t3 - t2, 1),
+                **times,
             },
         },
     )

@@ -25,8 +25,7 @@ from cephspine.training.ceph import (
     load_cached,
     run_stage,
     save_cached,
-    train_coarse,
-    train_refine,
+    train_both,
 )
 
 log = logging.getLogger(__name__)
@@ -120,16 +119,8 @@ def train_spine(
     for name, why in sorted(excluded.items()):
         log.info("excluded %s: %s", name, why)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
     (out / "split.json").write_text(json.dumps({"train": tr_ids, "val": va_ids, "excluded": excluded}, indent=1))
-    t0 = time.time()
-    train = build_spine_cache(data, tr_ids, cfg, out / "cache_train.pt")
-    val = build_spine_cache(data, va_ids, cfg, out / "cache_val.pt")
-    t1 = time.time()
-    train_coarse(train, val, cfg, out, epochs=epochs)
-    t2 = time.time()
-    train_refine(train, cfg, out, steps=steps)
-    t3 = time.time()
+    times = train_both(build_spine_cache, data, out, cfg, tr_ids, va_ids, epochs=epochs, steps=steps)
     info = {
         "train_ids": f"{len(tr_ids)} AASCE training images (seeded 80/20 split of the clean records)",
         "validation_ids": f"{len(va_ids)} images, never trained on: evaluation, confidence calibration, progress log",
@@ -137,9 +128,7 @@ def train_spine(
         "coarse_epochs": epochs,
         "refine_steps": steps,
         "threads": torch.get_num_threads(),
-        "cache_s": round(t1 - t0, 1),
-        "coarse_s": round(t2 - t1, 1),
-        "refine_s": round(t3 - t2, 1),
+        **times,
     }
     finalize_spine(out, data, out / "model", va_ids, {"version": version, "training": info})
     return out / "model"
