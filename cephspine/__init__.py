@@ -48,6 +48,7 @@ from cephspine.prediction import Prediction
 from cephspine.radiograph import Radiograph, Spacing
 
 if TYPE_CHECKING:
+    from cephspine.analysis import Analysis, analyze
     from cephspine.detector import Detector
 
 try:
@@ -58,9 +59,13 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 # name -> module for attributes imported on first use (they pull in heavy dependencies)
 _LAZY: dict[str, str] = {
     "Detector": "cephspine.detector",
+    "Analysis": "cephspine.analysis",
+    "analyze": "cephspine.analysis",
 }
 
 __all__ = [
+    "Analysis",
+    "analyze",
     "CEPH_ABBREVIATIONS",
     "CEPH_LANDMARKS",
     "CORNERS",

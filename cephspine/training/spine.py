@@ -33,15 +33,17 @@ log = logging.getLogger(__name__)
 SPINE_CONFIG = StageConfig(
     n_landmarks=68,
     fine_height_px=1024,
-    coarse_pool=4,
-    pad_multiple=64,
+    coarse_pool=8,
+    pad_multiple=128,
     context_kernel=(5, 3),
-    context_stride=8,
+    context_stride=4,
     patch=64,
 )
-"""Fine grid 1024 px high, coarse grid 256 px high (the paper uses 512), global context on
-a 32 × 20 grid with 5 × 3 kernels (the paper: 64 × 32 on a 512-high image; halved with
-the image height to fit CPU training)."""
+"""Fine grid 1024 px high, coarse grid 128 px high (the paper uses 512), global context on
+a 32 × 20 grid with 5 × 3 kernels (the paper: 64 × 32 on a 512-high image). The coarse
+stage only has to put each corner on the right vertebra (the refinement stage works on the
+fine grid), and at 128 px its receptive field spans the whole spine, which is what tells
+one vertebra from its look-alike neighbours."""
 
 CANVAS_WIDTH_FINE = 640
 """Training images are padded on the right to this fine width (every AASCE image is at

@@ -1,0 +1,434 @@
+"""One call per radiograph: landmarks, clinical measures and warnings in one typed result.
+
+::
+
+    import cephspine
+    a = cephspine.analyze("scan.dcm", kind="ceph")
+    a.measures["ANB"], a.classification["ANB"].label
+    a.to_dataframe()          # one row per measure (ceph) or curve (spine)
+    a.to_row()                # one flat row, as in a cohort table
+    Analysis.from_json(a.to_json())   # round-trips
+
+Outputs identify an image by its file name and a stable pseudonym (:func:`pseudonym`);
+DICOM patient identifiers appear only with ``include_identifiers=True``
+(:data:`IDENTIFIER_FIELDS`).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from cephspine.errors import AnatomyWarning, LandmarkError, SpacingError, SpacingWarning
+from cephspine.geometry import ceph_measures, classify_ceph, cobb_angles
+from cephspine.geometry.ceph import CephClassification, CephMeasures
+from cephspine.geometry.cobb import CobbAngles
+from cephspine.prediction import Prediction
+from cephspine.radiograph import Radiograph, Spacing
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from cephspine.detector import Detector
+
+Kind = Literal["ceph", "spine"]
+KINDS: tuple[str, ...] = ("ceph", "spine")
+
+LOW_CONFIDENCE = 0.3
+"""Landmarks below this confidence are flagged (same threshold as the detectors' warning)."""
+
+IDENTIFIER_FIELDS: tuple[str, ...] = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "AccessionNumber",
+    "StudyInstanceUID",
+    "StudyDate",
+    "InstitutionName",
+    "ReferringPhysicianName",
+)
+"""DICOM attributes added to outputs (as ``dicom_<Attribute>``) only with ``include_identifiers=True``."""
+
+
+def pseudonym(rg: Radiograph) -> str:
+    """A stable 16-hex-digit pseudonym of an image: SHA-256 of the DICOM SOP Instance UID
+    when there is one, otherwise of the pixel data (the same image gives the same pseudonym
+    under any file name)."""
+    uid = rg.meta.get("SOPInstanceUID")
+    h = hashlib.sha256()
+    if uid:
+        h.update(b"uid:" + str(uid).encode())
+    else:
+        h.update(b"px:" + str(rg.shape).encode())
+        h.update(np.ascontiguousarray(rg.pixels).tobytes())
+    return h.hexdigest()[:16]
+
+
+def read_identifiers(path: str | Path) -> dict[str, str]:
+    """The :data:`IDENTIFIER_FIELDS` present in a DICOM file (empty for other files)."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=list(IDENTIFIER_FIELDS))
+    except Exception:  # not DICOM: no identifiers
+        return {}
+    out = {}
+    for key in IDENTIFIER_FIELDS:
+        value = ds.get(key)
+        if value not in (None, ""):
+            out[key] = str(value)
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class Analysis:
+    """Everything cephspine says about one radiograph.
+
+    Attributes:
+        kind: ``"ceph"`` or ``"spine"``.
+        image: file name (``"<array>"`` for in-memory images).
+        pseudonym: stable pseudonym of the image (:func:`pseudonym`).
+        prediction: the landmarks (:class:`~cephspine.Prediction`).
+        measures: ceph: the eight measures (MW only with a pixel spacing); else ``None``.
+        classification: ceph: anatomical types of ``measures``; else ``None``.
+        cobb: spine: the three Cobb angles with end vertebrae; else ``None``.
+        spacing_source: where the pixel spacing came from (``None`` if unknown).
+        warnings: every warning about this image (low confidence, registration, spacing,
+            measures that could not be computed).
+        created: UTC time of the analysis, ISO 8601.
+        software_version: cephspine version.
+        identifiers: DICOM identifiers, only when requested (empty by default).
+    """
+
+    kind: str
+    image: str
+    pseudonym: str
+    prediction: Prediction
+    measures: CephMeasures | None = None
+    classification: CephClassification | None = None
+    cobb: CobbAngles | None = None
+    spacing_source: str | None = None
+    warnings: tuple[str, ...] = ()
+    created: str = ""
+    software_version: str = ""
+    identifiers: dict[str, str] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ views
+    @property
+    def low_confidence(self) -> list[str]:
+        """Names of landmarks with confidence below :data:`LOW_CONFIDENCE`."""
+        p = self.prediction
+        return [n for n, c in zip(p.names, p.confidence) if c < LOW_CONFIDENCE]
+
+    def to_row(self) -> dict[str, Any]:
+        """One flat row (the layout of a cohort table; units in column names)."""
+        p = self.prediction
+        sp = p.spacing
+        row: dict[str, Any] = {
+            "image": self.image,
+            "pseudonym": self.pseudonym,
+            "kind": self.kind,
+            "status": "ok",
+            "error": "",
+            "model": p.model,
+            "model_version": p.model_version,
+            "height_px": p.image_shape[0],
+            "width_px": p.image_shape[1],
+            "spacing_row_mm": sp.row_mm if sp else np.nan,
+            "spacing_col_mm": sp.col_mm if sp else np.nan,
+            "spacing_source": self.spacing_source or "",
+            "mean_confidence": float(np.mean(p.confidence)),
+            "min_confidence": float(np.min(p.confidence)),
+            "n_low_confidence": len(self.low_confidence),
+            "low_confidence_landmarks": ";".join(self.low_confidence),
+            "n_warnings": len(self.warnings),
+            "warnings": " | ".join(self.warnings),
+        }
+        if self.kind == "ceph":
+            values = self.measures.to_row() if self.measures is not None else {}
+            for m, unit in _CEPH_COLUMNS:
+                row[f"{m.lower()}_{unit}"] = values.get(f"{m.lower()}_{unit}", np.nan)
+            for m, _ in _CEPH_COLUMNS:
+                e = self.classification.entries.get(m) if self.classification is not None else None
+                row[f"{m.lower()}_type"] = e.type if e is not None else np.nan
+                row[f"{m.lower()}_class"] = e.label if e is not None else ""
+        else:
+            c = self.cobb
+            for name in ("pt", "mt", "tl"):
+                curve = next((k for k in c.curves if k.name == name), None) if c else None
+                row[f"{name}_deg"] = curve.angle_deg if curve else np.nan
+                row[f"{name}_upper"] = curve.upper_name if curve else ""
+                row[f"{name}_lower"] = curve.lower_name if curve else ""
+                row[f"{name}_severity"] = curve.severity if curve else ""
+            row["max_cobb_deg"] = float(np.max(c.angles_deg)) if c else np.nan
+            row["severity"] = _max_severity(c) if c else ""
+        for key, value in self.identifiers.items():
+            row[f"dicom_{key}"] = value
+        return row
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """Ceph: one row per measure (``measure, value, unit, type, label, normal_low,
+        normal_high, normal_range``); spine: one row per curve (``curve, angle_deg,
+        upper_vertebra, lower_vertebra, severity``). Both start with ``image``."""
+        import pandas as pd
+
+        if self.kind == "ceph":
+            df = self.classification.to_dataframe() if self.classification is not None else pd.DataFrame()
+        else:
+            df = self.cobb.to_dataframe() if self.cobb is not None else pd.DataFrame()
+        df.insert(0, "image", self.image)
+        return df
+
+    def landmarks_dataframe(self) -> pd.DataFrame:
+        """One row per landmark (:meth:`Prediction.to_dataframe`, plus ``vertebra`` and
+        ``corner`` for the spine), ``image`` being this analysis' image name."""
+        p = self.prediction
+        df = p.vertebra_dataframe() if self.kind == "spine" else p.to_dataframe()
+        df["image"] = self.image
+        df.insert(1, "pseudonym", self.pseudonym)
+        return df
+
+    # ------------------------------------------------------------------ serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; :meth:`from_dict` rebuilds an equal analysis."""
+        p = self.prediction
+        d: dict[str, Any] = {
+            "kind": self.kind,
+            "image": self.image,
+            "pseudonym": self.pseudonym,
+            "created": self.created,
+            "software_version": self.software_version,
+            "spacing_source": self.spacing_source,
+            "warnings": list(self.warnings),
+            "prediction": {
+                "model": p.model,
+                "model_version": p.model_version,
+                "source": p.source,
+                "image_shape": list(p.image_shape),
+                "spacing": [p.spacing.row_mm, p.spacing.col_mm] if p.spacing else None,
+                "names": list(p.names),
+                "xy_px": p.xy_px.tolist(),
+                "confidence": p.confidence.tolist(),
+                "warnings": list(p.warnings),
+                "mirrored": bool(p.meta.get("mirrored", False)),
+            },
+        }
+        if self.measures is not None:
+            d["measures"] = {m: float(v) for m, v in self.measures.items()}
+        if self.classification is not None:
+            d["classification"] = {
+                m: {"type": e.type, "label": e.label, "normal_range": e.normal_range}
+                for m, e in self.classification.entries.items()
+            }
+        if self.cobb is not None:
+            d["cobb"] = {
+                c.name: {
+                    "angle_deg": c.angle_deg,
+                    "upper_vertebra": c.upper_name,
+                    "lower_vertebra": c.lower_name,
+                    "severity": c.severity,
+                }
+                for c in self.cobb.curves
+            }
+        if self.identifiers:
+            d["identifiers"] = dict(self.identifiers)
+        return d
+
+    def to_json(self, **kwargs: Any) -> str:
+        """:meth:`to_dict` as JSON (``kwargs`` go to :func:`json.dumps`, e.g. ``indent=2``)."""
+        return json.dumps(self.to_dict(), **kwargs)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Analysis:
+        """Rebuild an analysis from :meth:`to_dict` output (measures and angles are
+        recomputed from the landmarks, so they match exactly)."""
+        try:
+            pd_ = d["prediction"]
+            sp = pd_.get("spacing")
+            pred = Prediction(
+                names=tuple(pd_["names"]),
+                xy_px=np.asarray(pd_["xy_px"], dtype=np.float64),
+                confidence=np.asarray(pd_["confidence"], dtype=np.float64),
+                image_shape=(int(pd_["image_shape"][0]), int(pd_["image_shape"][1])),
+                spacing=Spacing(float(sp[0]), float(sp[1])) if sp else None,
+                model=str(pd_["model"]),
+                model_version=str(pd_["model_version"]),
+                source=pd_.get("source"),
+                warnings=tuple(pd_.get("warnings", ())),
+                meta={"mirrored": bool(pd_.get("mirrored", False)), "spacing_source": d.get("spacing_source")},
+            )
+            kind = str(d["kind"])
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise ValueError(f"not a cephspine analysis dict ({exc!r})") from None
+        measures, classification, cobb, _ = _clinical(kind, pred)
+        return cls(
+            kind=kind,
+            image=str(d["image"]),
+            pseudonym=str(d["pseudonym"]),
+            prediction=pred,
+            measures=measures,
+            classification=classification,
+            cobb=cobb,
+            spacing_source=d.get("spacing_source"),
+            warnings=tuple(d.get("warnings", ())),
+            created=str(d.get("created", "")),
+            software_version=str(d.get("software_version", "")),
+            identifiers=dict(d.get("identifiers", {})),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Analysis:
+        """Inverse of :meth:`to_json`."""
+        return cls.from_dict(json.loads(text))
+
+    def __repr__(self) -> str:
+        if self.kind == "ceph" and self.measures is not None:
+            body = ", ".join(f"{m} {v:.2f}" for m, v in self.measures.items())
+        elif self.cobb is not None:
+            body = ", ".join(f"{c.name.upper()} {c.angle_deg:.1f}°" for c in self.cobb.curves)
+        else:
+            body = "no measures"
+        w = f", {len(self.warnings)} warning(s)" if self.warnings else ""
+        return f"Analysis({self.kind} {self.image}: {body}{w})"
+
+
+_CEPH_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("ANB", "deg"),
+    ("SNB", "deg"),
+    ("SNA", "deg"),
+    ("ODI", "deg"),
+    ("APDI", "deg"),
+    ("FHI", "ratio"),
+    ("FMA", "deg"),
+    ("MW", "mm"),
+)
+
+_SEVERITY_ORDER = ("normal", "mild", "moderate", "severe")
+
+
+def _max_severity(c: CobbAngles) -> str:
+    return max((k.severity for k in c.curves), key=_SEVERITY_ORDER.index)
+
+
+def _clinical(
+    kind: str, pred: Prediction
+) -> tuple[CephMeasures | None, CephClassification | None, CobbAngles | None, list[str]]:
+    """Measures (ceph) or Cobb angles (spine) of a prediction, and the reasons for any
+    that could not be computed."""
+    msgs: list[str] = []
+    name = pred.source or "<array>"
+    if kind == "ceph":
+        wanted = ("ANB", "SNB", "SNA", "ODI", "APDI", "FHI", "FMA", "MW")
+        if pred.spacing is None:
+            wanted = wanted[:-1]
+            msgs.append(f"{name}: MW not computed (needs the pixel spacing)")
+        try:
+            m = ceph_measures(pred, measures=wanted)
+        except (LandmarkError, SpacingError) as exc:
+            msgs.append(f"{name}: measures not computed ({exc})")
+            return None, None, None, msgs
+        return m, classify_ceph(m), None, msgs
+    if kind == "spine":
+        try:
+            return None, None, cobb_angles(pred), msgs
+        except (LandmarkError, ValueError) as exc:
+            msgs.append(f"{name}: Cobb angles not computed ({exc})")
+            return None, None, None, msgs
+    raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+
+
+def check_kind(kind: str) -> str:
+    """``kind`` if it names an anatomy (``"ceph"``/``"spine"``), else a ``ValueError``."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
+    return kind
+
+
+def analyze(
+    image: Any,
+    kind: Kind | str = "ceph",
+    *,
+    detector: Detector | None = None,
+    spacing: Any = None,
+    include_identifiers: bool = False,
+    device: str = "auto",
+) -> Analysis:
+    """Detect the landmarks of one radiograph and compute its clinical measures.
+
+    Args:
+        image: path (JPEG/PNG/TIFF/DICOM), ``(H, W)`` array or :class:`~cephspine.Radiograph`.
+        kind: ``"ceph"`` (19 landmarks, 8 measures and anatomical types) or ``"spine"``
+            (68 corners, 3 Cobb angles with end vertebrae and severity).
+        detector: a loaded :class:`~cephspine.Detector` to reuse (default: the shipped
+            model of ``kind``, loaded once per process and cached).
+        spacing: pixel spacing in mm overriding the file's (number or ``(row, col)``).
+        include_identifiers: add the DICOM patient identifiers
+            (:data:`IDENTIFIER_FIELDS`) to :attr:`Analysis.identifiers` and every output.
+        device: device for the default detector (``"auto"``, ``"cpu"``, ``"cuda"``).
+
+    Raises:
+        ImageReadError, UnsupportedImageError, SpacingError: the image cannot be used
+            (the message names the file).
+        UnknownModelError: no shipped model for ``kind``.
+    """
+    from cephspine import __version__
+    from cephspine.io import load_image
+
+    check_kind(kind)
+    det = detector if detector is not None else default_detector(kind, device)
+    if len(det.names) != (19 if kind == "ceph" else 68):
+        raise ValueError(f"kind={kind!r} needs a {kind} detector; got {det!r}")
+    rg = image if isinstance(image, Radiograph) else load_image(image, spacing=spacing)
+    if isinstance(image, Radiograph) and spacing is not None:
+        rg = rg.with_spacing(spacing)
+    pred = det.predict(rg)
+    measures, classification, cobb, msgs = _clinical(kind, pred)
+    for m in msgs:
+        warnings.warn(m, SpacingWarning if "pixel spacing" in m else AnatomyWarning, stacklevel=2)
+    ids = read_identifiers(rg.source) if include_identifiers and rg.source is not None else {}
+    return Analysis(
+        kind=kind,
+        image=rg.name,
+        pseudonym=pseudonym(rg),
+        prediction=pred,
+        measures=measures,
+        classification=classification,
+        cobb=cobb,
+        spacing_source=rg.spacing_source,
+        warnings=tuple(pred.warnings) + tuple(msgs),
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        software_version=__version__,
+        identifiers=ids,
+    )
+
+
+_DETECTORS: dict[tuple[str, str], Detector] = {}
+
+
+def default_detector(kind: str, device: str = "auto") -> Detector:
+    """The shipped detector for ``kind``, loaded once per process."""
+    from cephspine.detector import Detector
+
+    key = (check_kind(kind), device)
+    if key not in _DETECTORS:
+        _DETECTORS[key] = Detector.from_pretrained(kind, device=device)
+    return _DETECTORS[key]
+
+
+__all__ = [
+    "IDENTIFIER_FIELDS",
+    "Analysis",
+    "analyze",
+    "check_kind",
+    "default_detector",
+    "pseudonym",
+    "read_identifiers",
+]

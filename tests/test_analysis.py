@@ -1,0 +1,160 @@
+"""`cephspine.analyze` and the `Analysis` result: measures, rows, JSON round trip, identifiers."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import cephspine
+from cephspine.analysis import IDENTIFIER_FIELDS, Analysis, _clinical, analyze, pseudonym, read_identifiers
+from cephspine.anatomy import CEPH_LANDMARKS, SPINE_LANDMARKS
+from cephspine.errors import AnatomyWarning, SpacingWarning
+from cephspine.prediction import Prediction
+from cephspine.radiograph import Radiograph, Spacing
+from tests.conftest import build_model_dir
+from tests.test_spine_detector import SPINE_TINY
+
+TRUTH = Path(__file__).parent / "data" / "ceph_example_truth.csv"
+
+
+def _truth_prediction(spacing: Spacing | None = Spacing(0.1, 0.1)) -> Prediction:
+    xy = np.loadtxt(TRUTH, delimiter=",", skiprows=2)
+    conf = np.full(19, 0.9)
+    conf[3] = 0.1
+    return Prediction(CEPH_LANDMARKS, xy, conf, (2400, 1935), spacing, "ceph", "9.9.9", "ceph_example.jpg")
+
+
+def _analysis(pred: Prediction, kind: str = "ceph") -> Analysis:
+    m, c, cobb, msgs = _clinical(kind, pred)
+    return Analysis(kind, "ceph_example.jpg", "abc", pred, m, c, cobb, "user", tuple(msgs), "2026-01-01", "0.1.0")
+
+
+def _ladder() -> np.ndarray:
+    """17 tilted vertebrae, top to bottom (an S-shaped spine)."""
+    out = []
+    for i in range(17):
+        cx, cy, t = 300 + 40 * math.sin(i / 3), 100 + 60 * i, math.radians(12 * math.sin(i / 3))
+        for dx, dy in ((-30, -20), (30, -20), (-30, 20), (30, 20)):
+            out.append((cx + dx * math.cos(t) - dy * math.sin(t), cy + dx * math.sin(t) + dy * math.cos(t)))
+    return np.array(out)
+
+
+def test_ceph_row_has_every_measure_type_and_unit_suffixed_column() -> None:
+    row = _analysis(_truth_prediction()).to_row()
+    for col in ("anb_deg", "snb_deg", "sna_deg", "odi_deg", "apdi_deg", "fhi_ratio", "fma_deg", "mw_mm"):
+        assert np.isfinite(row[col]), col
+        assert row[col.rsplit("_", 1)[0] + "_type"] in (1, 2, 3, 4)
+    assert row["status"] == "ok" and row["model_version"] == "9.9.9"
+    assert row["spacing_row_mm"] == 0.1 and row["spacing_source"] == "user"
+    assert row["n_low_confidence"] == 1 and row["low_confidence_landmarks"] == CEPH_LANDMARKS[3]
+
+
+def test_without_spacing_mw_is_missing_and_said_so() -> None:
+    a = _analysis(_truth_prediction(spacing=None))
+    row = a.to_row()
+    assert math.isnan(row["mw_mm"]) and row["mw_class"] == ""
+    assert np.isfinite(row["anb_deg"])
+    assert any("MW not computed" in w for w in a.warnings)
+
+
+def test_json_round_trip_is_exact() -> None:
+    a = _analysis(_truth_prediction())
+    b = Analysis.from_json(a.to_json(indent=1))
+    assert b.to_dict() == a.to_dict()
+    assert b.measures is not None and a.measures is not None
+    assert dict(b.measures) == dict(a.measures)
+    np.testing.assert_array_equal(b.prediction.xy_px, a.prediction.xy_px)
+    with pytest.raises(ValueError, match="not a cephspine analysis"):
+        Analysis.from_dict({"kind": "ceph"})
+
+
+def test_measures_table_has_normal_ranges() -> None:
+    df = _analysis(_truth_prediction()).to_dataframe()
+    assert list(df["measure"]) == ["ANB", "SNB", "SNA", "ODI", "APDI", "FHI", "FMA", "MW"]
+    assert {"image", "value", "unit", "type", "label", "normal_range"} <= set(df.columns)
+
+
+def test_spine_row_has_cobb_angles_end_vertebrae_and_severity() -> None:
+    pred = Prediction(SPINE_LANDMARKS, _ladder(), np.full(68, 0.8), (1200, 600), None, "spine", "1", "s.jpg")
+    a = _analysis(pred, "spine")
+    row = a.to_row()
+    assert a.cobb is not None
+    assert row["pt_deg"] == pytest.approx(a.cobb.pt) and row["pt_deg"] > 10
+    assert row["pt_upper"] in cephspine.VERTEBRAE and row["severity"] in ("mild", "moderate", "severe")
+    assert row["max_cobb_deg"] == pytest.approx(max(a.cobb.angles_deg))
+    assert list(a.to_dataframe()["curve"]) == ["pt", "mt", "tl"]
+    assert len(a.landmarks_dataframe()) == 68 and "vertebra" in a.landmarks_dataframe()
+    assert Analysis.from_json(a.to_json()).to_dict() == a.to_dict()
+
+
+def test_pseudonym_is_stable_and_content_based() -> None:
+    px = np.random.default_rng(0).random((40, 30)).astype(np.float32)
+    a = pseudonym(Radiograph(px, source=Path("a.png")))
+    assert a == pseudonym(Radiograph(px.copy(), source=Path("renamed.png")))
+    assert a != pseudonym(Radiograph(px[::-1].copy()))
+    assert pseudonym(Radiograph(px, meta={"SOPInstanceUID": "1.2.3"})) != a
+    assert len(a) == 16
+
+
+def test_analyze_runs_a_detector_end_to_end(tiny_model_dir: Path) -> None:
+    det = cephspine.Detector.from_pretrained(tiny_model_dir, device="cpu")
+    img = np.random.default_rng(1).random((300, 240)).astype(np.float32)
+    with pytest.warns(SpacingWarning):
+        a = analyze(img, "ceph", detector=det)
+    assert a.image == "<array>" and a.prediction.xy_px.shape == (19, 2)
+    assert a.created and a.software_version == cephspine.__version__
+    json.loads(a.to_json())  # serialisable
+    with pytest.raises(ValueError, match="kind"):
+        analyze(img, "knee", detector=det)
+    with pytest.raises(ValueError, match="spine detector"):
+        analyze(img, "spine", detector=det)
+
+
+def test_analyze_spine_with_a_spacing_free_model(tmp_path: Path) -> None:
+    d = build_model_dir(
+        tmp_path / "sp", SPINE_TINY, anatomy="spine", landmarks=list(SPINE_LANDMARKS), detect_facing=False
+    )
+    det = cephspine.Detector.from_pretrained(d, device="cpu")
+    img = np.random.default_rng(2).random((400, 160)).astype(np.float32)
+    with pytest.warns(AnatomyWarning):  # random weights: vertebrae out of order
+        a = analyze(img, "spine", detector=det)
+    assert a.kind == "spine" and len(a.prediction.names) == 68
+    assert set(a.to_row()) >= {"pt_deg", "mt_deg", "tl_deg", "severity"}
+
+
+def test_identifiers_only_on_request(tmp_path: Path, tiny_model_dir: Path) -> None:
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.PatientName, ds.PatientID, ds.InstitutionName = "Doe^Jane", "PID-4711", "St Elsewhere"
+    ds.Modality, ds.Rows, ds.Columns = "DX", 300, 240
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelSpacing = [0.1, 0.1]
+    ds.PixelData = (np.random.default_rng(3).integers(0, 4095, (300, 240))).astype(np.uint16).tobytes()
+    path = tmp_path / "scan.dcm"
+    ds.save_as(path, enforce_file_format=True)
+
+    assert read_identifiers(path) == {"PatientName": "Doe^Jane", "PatientID": "PID-4711", "InstitutionName": "St Elsewhere"}
+    assert read_identifiers(TRUTH) == {}
+    assert set(read_identifiers(path)) <= set(IDENTIFIER_FIELDS)
+    det = cephspine.Detector.from_pretrained(tiny_model_dir, device="cpu")
+    plain = analyze(path, "ceph", detector=det)
+    text = plain.to_json() + json.dumps(plain.to_row(), default=str) + plain.landmarks_dataframe().to_csv()
+    assert "Doe" not in text and "PID-4711" not in text and "Elsewhere" not in text
+    assert plain.pseudonym == pseudonym(cephspine.load_image(path))
+    with_ids = analyze(path, "ceph", detector=det, include_identifiers=True)
+    assert with_ids.to_row()["dicom_PatientID"] == "PID-4711"
+    assert Analysis.from_json(with_ids.to_json()).identifiers["PatientName"] == "Doe^Jane"
