@@ -21,7 +21,10 @@ from tests.test_spine_detector import SPINE_TINY
 TRUTH = Path(__file__).parent / "data" / "ceph_example_truth.csv"
 
 
-def _truth_prediction(spacing: Spacing | None = Spacing(0.1, 0.1)) -> Prediction:
+SPACING = Spacing(0.1, 0.1)
+
+
+def _truth_prediction(spacing: Spacing | None = SPACING) -> Prediction:
     xy = np.loadtxt(TRUTH, delimiter=",", skiprows=2)
     conf = np.full(19, 0.9)
     conf[3] = 0.1
@@ -147,7 +150,8 @@ def test_identifiers_only_on_request(tmp_path: Path, tiny_model_dir: Path) -> No
     path = tmp_path / "scan.dcm"
     ds.save_as(path, enforce_file_format=True)
 
-    assert read_identifiers(path) == {"PatientName": "Doe^Jane", "PatientID": "PID-4711", "InstitutionName": "St Elsewhere"}
+    ids = {"PatientName": "Doe^Jane", "PatientID": "PID-4711", "InstitutionName": "St Elsewhere"}
+    assert read_identifiers(path) == ids
     assert read_identifiers(TRUTH) == {}
     assert set(read_identifiers(path)) <= set(IDENTIFIER_FIELDS)
     det = cephspine.Detector.from_pretrained(tiny_model_dir, device="cpu")
