@@ -326,7 +326,7 @@ def _clinical(
     msgs: list[str] = []
     name = pred.source or "<array>"
     if kind == "ceph":
-        wanted = ("ANB", "SNB", "SNA", "ODI", "APDI", "FHI", "FMA", "MW")
+        wanted: tuple[str, ...] = ("ANB", "SNB", "SNA", "ODI", "APDI", "FHI", "FMA", "MW")
         if pred.spacing is None:
             wanted = wanted[:-1]
             msgs.append(f"{name}: MW not computed (needs the pixel spacing)")
