@@ -10,15 +10,17 @@ import json
 import sys
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import typer
 
 app = typer.Typer(
     name="cephspine",
-    help="Anatomical landmarks on X-rays: predict, evaluate and train the ceph and spine models.",
+    help="Landmarks and clinical measures on cephalograms and spine X-rays.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
 )
 train_app = typer.Typer(help="Train a model on a dataset folder.", no_args_is_help=True)
 evaluate_app = typer.Typer(help="Evaluate a model on an annotated dataset folder.", no_args_is_help=True)
@@ -88,6 +90,169 @@ def predict(
         typer.echo(df.drop(columns=["image", "model"]).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
         for w in pred.warnings:
             typer.echo(f"warning: {w}", err=True)
+
+
+class Kind(str, Enum):
+    ceph = "ceph"
+    spine = "spine"
+
+
+def _detector(kind: Kind, model: str | None, device: str) -> Any:
+    """The detector for ``kind``: the shipped one, or ``model`` (name or directory)."""
+    from cephspine.analysis import default_detector
+    from cephspine.detector import Detector
+
+    if model is None:
+        return default_detector(kind.value, _device(device))
+    return Detector.from_pretrained(model, device=_device(device))
+
+
+def _measures_text(a: Any) -> str:
+    df = a.to_dataframe()
+    return df.drop(columns=["image"]).to_string(index=False, float_format=lambda v: f"{v:.2f}")
+
+
+@app.command()
+def analyze(
+    image: Path = typer.Argument(..., help="Radiograph: JPEG, PNG, TIFF or DICOM."),
+    kind: Kind = typer.Option(Kind.ceph, "--kind", "-k", help="Anatomy: cephalogram or spine."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Model name or directory (default: the shipped one)."),
+    spacing: float | None = typer.Option(None, help="Pixel spacing in mm, overriding the file's."),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="Output format."),
+    include_identifiers: bool = typer.Option(
+        False, "--include-identifiers", help="Add DICOM patient identifiers to the output (off by default)."
+    ),
+    device: str = typer.Option("auto", help="'auto', 'cpu' or 'cuda'."),
+) -> None:
+    """Landmarks and clinical measures of one radiograph.
+
+    Ceph: the 8 ISBI measures with normal ranges and anatomical types. Spine: the 3 Cobb
+    angles (PT, MT, TL) with end vertebrae and severity.
+    """
+    import warnings
+
+    from cephspine.analysis import analyze as run
+    from cephspine.errors import CephspineError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            a = run(
+                image, kind.value, detector=_detector(kind, model, device), spacing=spacing,
+                include_identifiers=include_identifiers,
+            )  # fmt: skip
+    except (CephspineError, ValueError) as exc:
+        _fail(exc)
+        return
+    if fmt is OutputFormat.json:
+        typer.echo(a.to_json(indent=1))
+    elif fmt is OutputFormat.csv:
+        import pandas as pd
+
+        pd.DataFrame([a.to_row()]).to_csv(sys.stdout, index=False)
+    else:
+        typer.echo(repr(a.prediction))
+        typer.echo(_measures_text(a))
+        for w in a.warnings:
+            typer.echo(f"warning: {w}", err=True)
+
+
+@app.command()
+def report(
+    image: Path = typer.Argument(..., help="Radiograph: JPEG, PNG, TIFF or DICOM."),
+    out: Path = typer.Option(..., "--out", "-o", help="PDF file to write (replaced only on success)."),
+    kind: Kind = typer.Option(Kind.ceph, "--kind", "-k", help="Anatomy: cephalogram or spine."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Model name or directory (default: the shipped one)."),
+    spacing: float | None = typer.Option(None, help="Pixel spacing in mm, overriding the file's."),
+    include_identifiers: bool = typer.Option(
+        False, "--include-identifiers", help="Print DICOM patient identifiers in the report (off by default)."
+    ),
+    device: str = typer.Option("auto", help="'auto', 'cpu' or 'cuda'."),
+) -> None:
+    """Write a PDF report (annotated image, measures with normal ranges, flags) for one radiograph."""
+    import warnings
+
+    from cephspine.errors import CephspineError
+    from cephspine.report import report as run
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            a = run(
+                image, out, kind=kind.value, detector=_detector(kind, model, device), spacing=spacing,
+                include_identifiers=include_identifiers,
+            )  # fmt: skip
+    except (CephspineError, ValueError, OSError) as exc:
+        _fail(exc)
+        return
+    typer.echo(_measures_text(a))
+    typer.echo(f"report written to {out}")
+
+
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
+@app.command()
+def cohort(
+    images: Path = typer.Argument(..., exists=True, help="Folder of radiographs."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Results table (.csv or .parquet), written as it goes; a re-run resumes."
+    ),
+    kind: Kind = typer.Option(Kind.ceph, "--kind", "-k", help="Anatomy: cephalogram or spine."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Model name or directory (default: the shipped one)."),
+    landmarks_out: Path | None = typer.Option(None, "--landmarks-out", help="Long landmark table (.csv/.parquet)."),
+    summary_pdf: Path | None = typer.Option(None, "--summary-pdf", help="Write a cohort summary PDF here."),
+    spacing: float | None = typer.Option(None, help="Pixel spacing in mm for every image, overriding the files'."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Include sub-folders."),
+    engine: Engine = typer.Option(Engine.local, help="'local' (this process) or 'ray' (needs cephspine[ray])."),
+    workers: int | None = typer.Option(None, help="Ray: number of workers (default: one per CPU)."),
+    address: str | None = typer.Option(None, help="Ray: cluster address (default: start a local Ray)."),
+    include_identifiers: bool = typer.Option(
+        False, "--include-identifiers", help="Add DICOM patient identifiers as dicom_* columns (off by default)."
+    ),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="Format of the table printed."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    device: str = typer.Option("auto", help="'auto', 'cpu' or 'cuda'."),
+) -> None:
+    """Analyse every radiograph in a folder into one table, one row per image.
+
+    Rows hold the measures (ceph) or Cobb angles (spine), mean confidence, status and error
+    message; a bad image becomes an error row, never the end of the run. With --out the
+    table is written as it goes and a re-run of the same command resumes.
+    """
+    from cephspine.cohort import cohort as run
+    from cephspine.errors import CephspineError
+
+    kw: dict[str, Any] = {}
+    if engine is Engine.ray:
+        kw = {"workers": workers, "address": address, "model": model}
+    else:
+        kw = {"detector": _detector(kind, model, device) if model is not None else None}
+    try:
+        df = run(
+            images, kind.value, out=out, landmarks_out=landmarks_out, spacing=spacing, recursive=recursive,
+            include_identifiers=include_identifiers, progress=progress, engine=engine.value, **kw,
+        )  # fmt: skip
+        if summary_pdf is not None:
+            from cephspine.report import write_cohort_report
+
+            write_cohort_report(df, summary_pdf, kind=kind.value)
+    except (CephspineError, ValueError, OSError, ImportError) as exc:
+        _fail(exc)
+        return
+    if fmt is OutputFormat.csv:
+        df.to_csv(sys.stdout, index=False)
+    elif fmt is OutputFormat.json:
+        typer.echo(df.to_json(orient="records", indent=1))
+    else:
+        n_err = int((df["status"] == "error").sum()) if len(df) else 0
+        typer.echo(f"{len(df)} images: {len(df) - n_err} ok, {n_err} error(s)")
+        for _, r in df[df["status"] == "error"].iterrows():
+            typer.echo(f"error: {r['image']}: {r['error']}", err=True)
+        if out is not None:
+            typer.echo(f"results in {out}")
 
 
 @train_app.command("ceph")
