@@ -86,6 +86,8 @@ def _load_state(path: Path, prefix: str, net: torch.nn.Module, tensors: dict[str
             raise ModelLoadError(
                 f"{path}: tensor {prefix}{k} has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}"
             )
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise ModelLoadError(f"{path}: tensor {prefix}{k} holds NaN or infinite values")
     net.load_state_dict({k: v.to(expected[k].dtype) for k, v in sub.items()})
 
 

@@ -296,6 +296,19 @@ def test_pickle_named_safetensors_is_refused(model_copy: Path, tiny_config, how:
         Detector.from_pretrained(model_copy, device="cpu")
 
 
+def test_non_finite_weights_are_refused(model_copy: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    path = model_copy / WEIGHTS_FILE
+    tensors = load_file(str(path))
+    key = next(k for k, v in tensors.items() if k.startswith("refine.") and v.is_floating_point())
+    tensors[key] = tensors[key].clone()
+    tensors[key].view(-1)[0] = float("nan")
+    save_file(tensors, str(path))
+    with pytest.raises(ModelLoadError, match="NaN"):
+        Detector.from_pretrained(model_copy, device="cpu")
+
+
 def test_other_landmark_count_and_kernel(make_model_dir, tiny_config, tmp_path: Path) -> None:
     """Everything follows the card: 5 landmarks and the spine's (5, 3) context kernel."""
     cfg = dataclasses.replace(tiny_config, n_landmarks=5, context_kernel=(5, 3))
