@@ -7,7 +7,7 @@ import os
 import time
 import warnings
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import torch
 from cephspine.confidence import Calibrator
 from cephspine.errors import (
     AnatomyWarning,
+    CephspineError,
     DeviceError,
     LowConfidenceWarning,
     ModelLoadError,
@@ -376,9 +377,71 @@ class Detector:
             return coarse_to_fine(r_coarse_img, cfg.coarse_pool), r_peak[0], info
         return c_xy, c_peak, info
 
-    def predict_batch(self, images: Iterable[Any], *, spacing: Any = None) -> list[Prediction]:
+    def predict_batch(self, images: Iterable[Any], *, spacing: Any = None, prefetch: int = 2) -> list[Prediction]:
         """Predict several images (see :meth:`predict`); the model is loaded once.
 
         ``spacing`` (optional) applies to every image, overriding the files' spacings.
+        Images are decoded in a background thread while the network runs on the previous
+        one (at most ``prefetch`` decoded images wait in memory). The first bad image
+        raises; use :meth:`predict_iter` with ``errors="return"`` (or
+        :func:`cephspine.cohort`) to keep going past bad images.
         """
-        return [self.predict(im, spacing=spacing) for im in images]
+        out = list(self.predict_iter(images, spacing=spacing, prefetch=prefetch))
+        return [p for p in out if isinstance(p, Prediction)]
+
+    def predict_iter(
+        self, images: Iterable[Any], *, spacing: Any = None, prefetch: int = 2, errors: str = "raise"
+    ) -> Iterator[Prediction | CephspineError]:
+        """Stream predictions in input order, decoding ahead in a background thread.
+
+        Memory stays bounded: at most ``prefetch`` decoded images wait while one is
+        being predicted, whatever the number of images.
+
+        Args:
+            images: paths, arrays or radiographs (any iterable, consumed lazily).
+            spacing: optional pixel spacing for every image.
+            prefetch: images decoded ahead (0: decode in the calling thread).
+            errors: ``"raise"`` (stop at the first bad image) or ``"return"`` (yield the
+                :class:`CephspineError` in the bad image's place and go on).
+        """
+        if errors not in ("raise", "return"):
+            raise ValueError(f"errors must be 'raise' or 'return', got {errors!r}")
+
+        def load(item: Any) -> Radiograph | CephspineError:
+            try:
+                return self._radiograph(item, spacing)
+            except CephspineError as exc:
+                return exc
+
+        if prefetch <= 0:
+            loaded: Iterator[Radiograph | CephspineError] = (load(i) for i in images)
+        else:
+            loaded = _prefetched(load, images, prefetch)
+        for item in loaded:
+            if isinstance(item, CephspineError):
+                if errors == "raise":
+                    raise item
+                yield item
+                continue
+            try:
+                yield self._predict_radiograph(item, {})
+            except CephspineError as exc:
+                if errors == "raise":
+                    raise
+                yield exc
+
+
+def _prefetched(fn: Any, items: Iterable[Any], depth: int) -> Iterator[Any]:
+    """``fn(item)`` for each item, computed up to ``depth`` items ahead in one worker thread."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cephspine-load") as pool:
+        pending: deque[Any] = deque()
+        it = iter(items)
+        for item in it:
+            pending.append(pool.submit(fn, item))
+            if len(pending) > depth:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()

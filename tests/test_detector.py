@@ -18,12 +18,14 @@ from cephspine.anatomy import CEPH_LANDMARKS
 from cephspine.detector import Detector
 from cephspine.errors import (
     CephspineError,
+    ImageReadError,
     LowConfidenceWarning,
     ModelLoadError,
     SpacingWarning,
     UnknownModelError,
 )
 from cephspine.heatmaps import gaussian_targets
+from cephspine.prediction import Prediction
 from cephspine.radiograph import Radiograph, Spacing
 from cephspine.registry import CARD_FILE, WEIGHTS_FILE, available_models, resolve
 
@@ -138,6 +140,46 @@ def test_predict_radiograph_and_file(detector: Detector, tmp_path: Path) -> None
     batch = detector.predict_batch([rg, rg])
     assert len(batch) == 2
     np.testing.assert_allclose(batch[1].xy_px, from_rg.xy_px)
+
+
+@pytest.mark.parametrize("prefetch", [0, 1, 3])
+def test_predict_iter_keeps_order_and_goes_past_bad_images(detector: Detector, tmp_path: Path, prefetch: int) -> None:
+    paths = []
+    for i in range(4):
+        p = tmp_path / f"img{i}.png"
+        Image.fromarray(_image(200 + 10 * i, 180, seed=i).astype(np.uint8)).save(p)
+        paths.append(p)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    items = [paths[0], bad, paths[1], paths[2], paths[3]]
+    out = list(detector.predict_iter(items, spacing=0.1, prefetch=prefetch, errors="return"))
+    assert [type(o).__name__ for o in out] == ["Prediction", "ImageReadError"] + ["Prediction"] * 3
+    assert [o.image_shape[0] for o in out if isinstance(o, Prediction)] == [200, 210, 220, 230]
+    assert "bad.png" in str(out[1])
+    single = detector.predict(paths[2], spacing=0.1)
+    np.testing.assert_allclose(out[3].xy_px, single.xy_px)
+    with pytest.raises(ImageReadError, match="bad.png"):
+        detector.predict_batch(items, spacing=0.1, prefetch=prefetch)
+    with pytest.raises(ValueError, match="errors"):
+        list(detector.predict_iter(items, errors="skip"))
+
+
+def test_predict_iter_consumes_lazily(detector: Detector) -> None:
+    """Only ``prefetch`` images ahead are decoded: an endless generator is fine."""
+    made = []
+
+    def endless():
+        i = 0
+        while True:
+            made.append(i)
+            yield _image(150, 120, seed=i).astype(np.float32)
+            i += 1
+
+    it = detector.predict_iter(endless(), spacing=0.1, prefetch=2)
+    for _ in range(3):
+        next(it)
+    assert len(made) <= 3 + 2 + 1
+    it.close()
 
 
 class _Echo(torch.nn.Module):
