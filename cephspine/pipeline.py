@@ -46,6 +46,9 @@ class StageConfig:
     fine_height_px: int | None = None
     """When set, images are resampled so that their height is this many fine pixels
     (aspect ratio kept, pixel spacing ignored): for images without a spacing (spine)."""
+    min_width_px: int | None = None
+    """When set, narrower fine images are padded on the right to this width: the canvas
+    the coarse stage was trained on (its global context sees the same frame)."""
 
     @property
     def coarse_mm(self) -> float:
@@ -117,6 +120,8 @@ def prepare(
         fine = resample(pixels01, (1.0, 1.0), pixels01.shape[0] / cfg.fine_height_px, cfg.pad_multiple)
     else:
         fine = resample(pixels01, spacing_rc_mm, cfg.fine_mm, cfg.pad_multiple)
+    if cfg.min_width_px and fine.image.shape[-1] < cfg.min_width_px:
+        fine = Resampled(F.pad(fine.image, (0, cfg.min_width_px - fine.image.shape[-1])), fine.factor_xy, fine.size_hw)
     coarse = F.avg_pool2d(fine.image, cfg.coarse_pool)
     return fine, coarse
 

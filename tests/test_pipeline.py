@@ -145,3 +145,18 @@ def test_run_stages_finds_a_blob_in_original_pixels(tiny_config: StageConfig, sp
     out = run_stages(net, net, fine, coarse, tiny_config)
     np.testing.assert_allclose(out.coarse_xy_px, np.broadcast_to(xy, (tiny_config.n_landmarks, 2)), atol=0.5)
     np.testing.assert_allclose(out.xy_px, np.broadcast_to(xy, (tiny_config.n_landmarks, 2)), atol=0.05)
+
+
+def test_prepare_pads_narrow_images_to_the_training_canvas(tiny_config: StageConfig) -> None:
+    import dataclasses
+
+    cfg = dataclasses.replace(tiny_config, fine_height_px=128, min_width_px=96)
+    img = np.random.default_rng(0).random((256, 60)).astype(np.float32)
+    fine, coarse = prepare(img, (1.0, 1.0), cfg)
+    assert fine.image.shape[-2:] == (128, 96) and fine.size_hw == (128, 30)
+    assert coarse.shape[-1] == 96 // cfg.coarse_pool
+    assert float(fine.image[..., 30:].abs().max()) == 0.0  # padding, the image unmoved
+    plain, _ = prepare(img, (1.0, 1.0), dataclasses.replace(cfg, min_width_px=None))
+    torch.testing.assert_close(fine.image[..., : plain.image.shape[-1]], plain.image)
+    wide = np.random.default_rng(1).random((128, 200)).astype(np.float32)
+    assert prepare(wide, (1.0, 1.0), cfg)[0].image.shape[-1] >= 200  # wider images are not cropped

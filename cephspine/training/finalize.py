@@ -3,6 +3,7 @@ calibrate the confidence with cross-validation over images, and write the card."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import platform
@@ -168,9 +169,13 @@ def finalize_spine(
 
     card_extra = dict(card_extra)
     cfg = StageConfig.from_dict(json.loads((run / "config.json").read_text()))
-    if not cfg.fine_height_px:
-        raise ValueError("a spine model resamples to a fixed height: config.fine_height_px is required")
     height = cfg.fine_height_px
+    if not height:
+        raise ValueError("a spine model resamples to a fixed height: config.fine_height_px is required")
+    if cfg.min_width_px is None:  # runs from before the field existed: the training canvas
+        from cephspine.training.spine import CANVAS_WIDTH_FINE
+
+        cfg = dataclasses.replace(cfg, min_width_px=CANVAS_WIDTH_FINE)
     coarse = torch.load(run / "coarse_final.pt", weights_only=True)
     refine = torch.load(run / "refine_final.pt", weights_only=True)
     card: dict[str, Any] = {

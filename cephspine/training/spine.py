@@ -38,6 +38,7 @@ SPINE_CONFIG = StageConfig(
     context_kernel=(5, 3),
     context_stride=4,
     patch=64,
+    min_width_px=640,
 )
 """Fine grid 1024 px high, coarse grid 128 px high (the paper uses 512), global context on
 a 32 × 20 grid with 5 × 3 kernels (the paper: 64 × 32 on a 512-high image). The coarse
@@ -47,7 +48,8 @@ one vertebra from its look-alike neighbours."""
 
 CANVAS_WIDTH_FINE = 640
 """Training images are padded on the right to this fine width (every AASCE image is at
-most 0.57 times as wide as it is high, i.e. 576 fine pixels)."""
+most 0.57 times as wide as it is high, i.e. 576 fine pixels); at inference
+``StageConfig.min_width_px`` pads to the same canvas."""
 
 
 def split_spine(root: Path, val_fraction: float = 0.2, seed: int = 0) -> tuple[list[str], list[str], dict[str, str]]:
