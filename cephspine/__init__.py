@@ -50,6 +50,7 @@ from cephspine.radiograph import Radiograph, Spacing
 if TYPE_CHECKING:
     from cephspine.analysis import Analysis, analyze
     from cephspine.detector import Detector
+    from cephspine.report import write_report
 
 try:
     __version__ = version("cephspine")
@@ -61,11 +62,14 @@ _LAZY: dict[str, str] = {
     "Detector": "cephspine.detector",
     "Analysis": "cephspine.analysis",
     "analyze": "cephspine.analysis",
+    "cohort": "cephspine.cohort",
+    "write_report": "cephspine.report",
 }
 
 __all__ = [
     "Analysis",
     "analyze",
+    "cohort",
     "CEPH_ABBREVIATIONS",
     "CEPH_LANDMARKS",
     "CORNERS",
@@ -102,6 +106,7 @@ __all__ = [
     "landmark_names",
     "load_image",
     "metrics",
+    "write_report",
 ]
 
 
