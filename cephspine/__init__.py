@@ -49,8 +49,9 @@ from cephspine.radiograph import Radiograph, Spacing
 
 if TYPE_CHECKING:
     from cephspine.analysis import Analysis, analyze
+    from cephspine.cohorts import cohort
     from cephspine.detector import Detector
-    from cephspine.report import write_report
+    from cephspine.reports import report, write_cohort_report, write_report
 
 try:
     __version__ = version("cephspine")
@@ -62,14 +63,18 @@ _LAZY: dict[str, str] = {
     "Detector": "cephspine.detector",
     "Analysis": "cephspine.analysis",
     "analyze": "cephspine.analysis",
-    "cohort": "cephspine.cohort",
-    "write_report": "cephspine.report",
+    "cohort": "cephspine.cohorts",
+    "report": "cephspine.reports",
+    "write_cohort_report": "cephspine.reports",
+    "write_report": "cephspine.reports",
 }
 
 __all__ = [
     "Analysis",
     "analyze",
     "cohort",
+    "report",
+    "write_cohort_report",
     "CEPH_ABBREVIATIONS",
     "CEPH_LANDMARKS",
     "CORNERS",

@@ -173,7 +173,7 @@ def report(
     import warnings
 
     from cephspine.errors import CephspineError
-    from cephspine.report import report as run
+    from cephspine.reports import report as run
 
     try:
         with warnings.catch_warnings():
@@ -222,7 +222,7 @@ def cohort(
     message; a bad image becomes an error row, never the end of the run. With --out the
     table is written as it goes and a re-run of the same command resumes.
     """
-    from cephspine.cohort import cohort as run
+    from cephspine.cohorts import cohort as run
     from cephspine.errors import CephspineError
 
     kw: dict[str, Any] = {}
@@ -236,7 +236,7 @@ def cohort(
             include_identifiers=include_identifiers, progress=progress, engine=engine.value, **kw,
         )  # fmt: skip
         if summary_pdf is not None:
-            from cephspine.report import write_cohort_report
+            from cephspine.reports import write_cohort_report
 
             write_cohort_report(df, summary_pdf, kind=kind.value)
     except (CephspineError, ValueError, OSError, ImportError) as exc:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import cephspine
-from cephspine.report import report
+from cephspine.reports import report
 
 out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("ceph_report.pdf")
 

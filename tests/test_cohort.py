@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 import cephspine
-from cephspine.cohort import CohortWriter, analyze_row, cohort, landmark_columns, list_images, row_columns
+from cephspine.cohorts import CohortWriter, analyze_row, cohort, landmark_columns, list_images, row_columns
 
 ROOT = Path(__file__).resolve().parents[1]
 N_LANDMARKS = 19
@@ -416,12 +416,12 @@ def test_dicom_identifiers_appear_in_no_output_by_default(
 # ---------------------------------------------------------------------------- API, example
 def test_exported_and_callable_whatever_was_imported_first() -> None:
     code = (
-        "import cephspine.cohort, cephspine; "
-        "from cephspine.cohort import cohort; "
-        "print(callable(cephspine.cohort), 'cohort' in cephspine.__all__)"
+        "import cephspine.cohorts, cephspine.reports, cephspine; "
+        "from cephspine.cohorts import cohort; "
+        "print(callable(cephspine.cohort), callable(cephspine.report), 'cohort' in cephspine.__all__)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
-    assert out.stdout.split() == ["True", "True"]
+    assert out.stdout.split() == ["True", "True", "True"]
     assert callable(cephspine.cohort)
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import cephspine
-from cephspine import report as report_module
+from cephspine import reports as report_module
 from cephspine.analysis import Analysis, _clinical
 from cephspine.anatomy import CEPH_LANDMARKS, SPINE_LANDMARKS
 from cephspine.errors import ImageReadError
@@ -24,7 +24,7 @@ from cephspine.geometry.ceph import CephMeasures
 from cephspine.geometry.norms import CEPH_MEASURES, CEPH_NORMS
 from cephspine.prediction import Prediction
 from cephspine.radiograph import Radiograph, Spacing
-from cephspine.report import RESEARCH_NOTICE, report, write_cohort_report, write_report
+from cephspine.reports import RESEARCH_NOTICE, report, write_cohort_report, write_report
 
 REPO = Path(__file__).resolve().parents[1]
 TRUTH = Path(__file__).parent / "data" / "ceph_example_truth.csv"

@@ -53,7 +53,6 @@ import math
 import os
 import shutil
 import sys
-import types
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -851,17 +850,6 @@ def cohort(
     rank = df["image"].map(lambda k: order.get(k, len(order)))
     return df.iloc[np.argsort(rank.to_numpy(), kind="stable")].reset_index(drop=True)
 
-
-class _CallableModule(types.ModuleType):
-    """``cephspine.cohort`` is both this module and the function: after
-    ``import cephspine.cohort`` the package attribute is the module, and calling it runs
-    :func:`cohort`."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
-        return cohort(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
 
 __all__ = [
     "ENGINES",

@@ -3,7 +3,7 @@
 ::
 
     import cephspine
-    from cephspine.report import report, write_cohort_report, write_report
+    from cephspine.reports import report, write_cohort_report, write_report
 
     a = report("scan.dcm", "scan.pdf", kind="ceph")           # analyse, then write the PDF
     write_report(a, "again.pdf", image="scan.dcm")             # from an existing Analysis
