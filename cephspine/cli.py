@@ -207,7 +207,9 @@ def cohort(
     spacing: float | None = typer.Option(None, help="Pixel spacing in mm for every image, overriding the files'."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Include sub-folders."),
     engine: Engine = typer.Option(Engine.local, help="'local' (this process) or 'ray' (needs cephspine[ray])."),
-    workers: int | None = typer.Option(None, help="Ray: number of workers (default: one per CPU)."),
+    workers: int | None = typer.Option(
+        None, help="local: images analysed at once by threads (default 1); ray: actors (default: one per CPU)."
+    ),
     address: str | None = typer.Option(None, help="Ray: cluster address (default: start a local Ray)."),
     include_identifiers: bool = typer.Option(
         False, "--include-identifiers", help="Add DICOM patient identifiers as dicom_* columns (off by default)."
@@ -225,15 +227,11 @@ def cohort(
     from cephspine.cohorts import cohort as run
     from cephspine.errors import CephspineError
 
-    kw: dict[str, Any] = {}
-    if engine is Engine.ray:
-        kw = {"workers": workers, "address": address, "model": model}
-    else:
-        kw = {"detector": _detector(kind, model, device) if model is not None else None}
     try:
         df = run(
             images, kind.value, out=out, landmarks_out=landmarks_out, spacing=spacing, recursive=recursive,
-            include_identifiers=include_identifiers, progress=progress, engine=engine.value, **kw,
+            include_identifiers=include_identifiers, progress=progress, engine=engine.value, workers=workers,
+            address=address, model=model, device=_device(device),
         )  # fmt: skip
         if summary_pdf is not None:
             from cephspine.reports import write_cohort_report

@@ -53,8 +53,9 @@ import math
 import os
 import shutil
 import sys
+import threading
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -73,7 +74,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ENGINES: tuple[str, ...] = ("local",)
+ENGINES: tuple[str, ...] = ("local", "ray")
 """Accepted values of ``cohort(engine=...)``."""
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset(
@@ -219,15 +220,13 @@ def analyze_image(
     columns, text = row_columns(kind, include_identifiers)
     analysis: Analysis | None = None
     failure: Exception | None = None
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with _captured_warnings() as caught:
         try:
             analysis = analyze(path, kind, detector=detector, spacing=spacing, include_identifiers=include_identifiers)
         except Exception as exc:  # one bad image never ends a cohort
             failure = exc
     messages: list[str] = list(analysis.warnings) if analysis is not None else []
-    for w in caught:
-        m = str(w.message)
+    for m in caught:
         if m not in messages:
             messages.append(m)
 
@@ -699,11 +698,200 @@ class CohortWriter:
         shutil.rmtree(self.parts_dir, ignore_errors=True)
 
 
+# ---------------------------------------------------------------------------- warnings
+_THREAD = threading.local()
+_ROUTER_LOCK = threading.Lock()
+_ROUTERS = 0
+
+
+@contextlib.contextmanager
+def _captured_warnings() -> Iterator[list[str]]:
+    """Collect the messages of the warnings issued inside the block (not shown).
+
+    Under :func:`_warning_router` (several images analysed by threads at once) each thread
+    collects its own warnings; otherwise :func:`warnings.catch_warnings` is used.
+    """
+    if getattr(_THREAD, "routed", False):
+        sink: list[str] = []
+        _THREAD.sink = sink
+        try:
+            yield sink
+        finally:
+            _THREAD.sink = None
+        return
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out: list[str] = []
+        yield out
+    out.extend(str(w.message) for w in caught)
+
+
+@contextlib.contextmanager
+def _warning_router() -> Iterator[None]:
+    """Route every warning to the list of the thread that issued it, for the duration of
+    a multi-threaded run (``warnings.catch_warnings`` is not thread-safe)."""
+
+    def show(message: Any, category: Any, filename: Any, lineno: Any, file: Any = None, line: Any = None) -> None:
+        sink = getattr(_THREAD, "sink", None)
+        if sink is not None:
+            sink.append(str(message))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = show
+        yield
+
+
+def _routed_call(fn: Any, *args: Any) -> Any:
+    _THREAD.routed = True
+    try:
+        return fn(*args)
+    finally:
+        _THREAD.routed = False
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+# ---------------------------------------------------------------------------- engines
+Task = tuple[Path, str, bool, bool]
+"""(path, image key, row wanted, landmarks wanted)."""
+
+
+def _run_local(
+    todo: Sequence[Task], kind: str, det: Detector, spacing: Any, include_identifiers: bool, root: Path | None,
+    workers: int,
+) -> Iterator[tuple[Task, ImageResult]]:  # fmt: skip
+    """Analyse ``todo`` in this process, in order; with ``workers > 1`` that many images
+    are analysed at once by threads sharing the one model (each with its share of the
+    CPU's torch threads), at most ``2 × workers`` images in flight."""
+    if workers <= 1:
+        for task in todo:
+            yield task, analyze_image(task[0], kind, det, spacing, include_identifiers, root)
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    per_worker = max(1, (os.cpu_count() or 1) // workers)
+    with _warning_router(), _torch_threads(per_worker), ThreadPoolExecutor(workers, "cephspine-cohort") as pool:
+        pending: deque[tuple[Task, Any]] = deque()
+        for task in todo:
+            args = (analyze_image, task[0], kind, det, spacing, include_identifiers, root)
+            pending.append((task, pool.submit(_routed_call, *args)))
+            if len(pending) >= 2 * workers:
+                t, fut = pending.popleft()
+                yield t, fut.result()
+        while pending:
+            t, fut = pending.popleft()
+            yield t, fut.result()
+
+
+class _RayWorker:
+    """One Ray actor: a detector loaded once, analysing one image per call."""
+
+    def __init__(self, kind: str, model: str, device: str, threads: int) -> None:
+        import torch
+
+        from cephspine.detector import Detector
+
+        torch.set_num_threads(threads)
+        self.kind = kind
+        self.detector = Detector.from_pretrained(model, device=device)
+
+    def run(
+        self, path: str, spacing: Any, include_identifiers: bool, root: str | None
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        r = analyze_image(path, self.kind, self.detector, spacing, include_identifiers, root)
+        return r.row, r.landmarks
+
+
+_RAY_POOLS: dict[tuple[Any, ...], list[Any]] = {}
+
+
+def _ray_pool(kind: str, model: str, device: str, workers: int | None, address: str | None) -> list[Any]:
+    """Ray actors for ``(kind, model)``, started once per process and reused."""
+    try:
+        import ray
+    except ImportError:
+        raise ImportError("engine='ray' needs Ray: pip install 'cephspine[ray]'") from None
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    key = (kind, model, device, n, address)
+    if key not in _RAY_POOLS:
+        actor = ray.remote(num_cpus=1, max_restarts=1)(_RayWorker)
+        _RAY_POOLS[key] = [actor.remote(kind, model, device, 1) for _ in range(n)]
+    return _RAY_POOLS[key]
+
+
+def _run_ray(
+    todo: Sequence[Task], kind: str, model: str, spacing: Any, include_identifiers: bool, root: Path | None,
+    workers: int | None, address: str | None, device: str,
+) -> Iterator[tuple[Task, ImageResult]]:  # fmt: skip
+    """Analyse ``todo`` on Ray actors (one model each), yielding results as they finish;
+    each actor has at most two images queued. A worker that dies turns its image into an
+    error row."""
+    import ray
+
+    actors = _ray_pool(kind, model, device, workers, address)
+    queue = list(reversed(todo))
+    running: dict[Any, tuple[Task, int]] = {}
+    load = [0] * len(actors)
+    root_s = str(root) if root is not None else None
+
+    def submit(i: int) -> None:
+        task = queue.pop()
+        ref = actors[i].run.remote(str(task[0]), spacing, include_identifiers, root_s)
+        running[ref] = (task, i)
+        load[i] += 1
+
+    for i in range(len(actors)):
+        for _ in range(2):
+            if queue:
+                submit(i)
+    while running:
+        done, _ = ray.wait(list(running), num_returns=1)
+        task, i = running.pop(done[0])
+        load[i] -= 1
+        try:
+            row, landmarks = ray.get(done[0])
+            result = ImageResult(row, landmarks)
+        except Exception as exc:  # the worker died (e.g. out of memory): an error row
+            columns, text = row_columns(kind, include_identifiers)
+            row = {c: ("" if c in text else math.nan) for c in columns}
+            message = _one_line(str(exc)).replace(str(task[0]), task[1])[:500]
+            row.update(image=task[1], kind=kind, status="error", error=f"{type(exc).__name__}: {message}")
+            result = ImageResult(row, [])
+        if queue:
+            submit(i)
+        yield task, result
+
+
 # ---------------------------------------------------------------------------- cohort
 def _check_detector(kind: str, det: Any) -> None:
     want = len(CEPH_LANDMARKS) if kind == "ceph" else len(SPINE_LANDMARKS)
     if len(det.names) != want:
         raise ValueError(f"kind={kind!r} needs a {kind} detector; got {det!r}")
+
+
+def _model_ref(kind: str, model: str | os.PathLike[str] | None, detector: Detector | None) -> str:
+    """What Ray actors load: ``model``, the given detector's directory, or the shipped model."""
+    if model is not None:
+        return str(model)
+    if detector is not None:
+        if detector.directory is None:
+            raise ValueError("engine='ray' needs a detector loaded from a directory (or give model=)")
+        return str(detector.directory)
+    return kind
 
 
 def _output_path(value: str | os.PathLike[str] | None, what: str) -> Path | None:
@@ -727,7 +915,10 @@ def cohort(
     progress: bool = True,
     recursive: bool = False,
     engine: str = "local",
-    **engine_options: Any,
+    workers: int | None = None,
+    address: str | None = None,
+    model: str | os.PathLike[str] | None = None,
+    device: str = "auto",
 ) -> pd.DataFrame:
     """Analyse many radiographs into one table, one row per image.
 
@@ -747,8 +938,15 @@ def cohort(
             Off by default: no identifier appears in any output.
         progress: show a progress bar on stderr (when it is a terminal).
         recursive: include the sub-folders of a folder.
-        engine: ``"local"`` (this process, one image after another).
-        **engine_options: options of other engines; ``"local"`` takes none.
+        engine: ``"local"`` (this process) or ``"ray"`` (Ray actors, one model each, on
+            the cluster at ``address`` or on a local Ray started for the purpose; needs
+            ``cephspine[ray]``; the image paths must be readable by the workers).
+        workers: ``"local"``: images analysed at once by threads sharing the model
+            (default 1); ``"ray"``: number of actors (default: one per CPU of the cluster).
+        address: ``"ray"``: the cluster address (default: start or reuse a local Ray).
+        model: model name or directory (default: ``detector``'s directory, else the
+            shipped model of ``kind``); for ``"ray"``, each actor loads it.
+        device: device of the default or ``model`` detector (``"auto"``, ``"cpu"``, ...).
 
     Returns:
         The table (columns of :meth:`Analysis.to_row`): previous rows of ``out`` and the
@@ -763,12 +961,13 @@ def cohort(
         ImportError: a ``.parquet`` output without pyarrow (``cephspine[parquet]``).
         FileNotFoundError: ``images`` does not exist.
         OSError: ``out`` or ``landmarks_out`` is being written by another run.
-        TypeError: options the engine does not take.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(repr(e) for e in ENGINES)}; got {engine!r}")
-    if engine == "local" and engine_options:
-        raise TypeError(f"engine 'local' takes no options; got {', '.join(sorted(engine_options))}")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    if engine == "local" and address is not None:
+        raise ValueError("address is an option of engine='ray'")
     check_kind(kind)
     as_spacing(spacing)
     out_path = _output_path(out, "out")
@@ -810,9 +1009,23 @@ def cohort(
             len(paths) - len(todo),
             len(todo),
         )
-        det = detector if detector is not None else default_detector(kind) if todo else None
-        if det is not None:
-            _check_detector(kind, det)
+        if engine == "ray":
+            results = _run_ray(
+                todo, kind, _model_ref(kind, model, detector), spacing, include_identifiers, root, workers, address,
+                device,
+            )  # fmt: skip
+        else:
+            det = detector
+            if det is None and todo:
+                if model is not None:
+                    from cephspine.detector import Detector
+
+                    det = Detector.from_pretrained(model, device=device)
+                else:
+                    det = default_detector(kind, device)
+            if det is not None:
+                _check_detector(kind, det)
+            results = _run_local(todo, kind, det, spacing, include_identifiers, root, workers or 1)  # type: ignore[arg-type]
 
         new_rows: list[dict[str, Any]] = []
         n_errors = 0
@@ -821,9 +1034,7 @@ def cohort(
         with tqdm(
             total=len(todo), desc=f"cohort {kind}", unit="image", disable=None if progress else True, file=sys.stderr
         ) as bar:
-            for p, _k, need_row, need_lm in todo:
-                assert det is not None
-                result = analyze_image(p, kind, det, spacing, include_identifiers, root)
+            for (_p, _k, need_row, need_lm), result in results:
                 if lm_writer is not None and need_lm and result.landmarks:
                     lm_writer.write_rows(result.landmarks)
                 if writer is not None and need_row:

@@ -120,11 +120,13 @@ def test_unexpected_exception_of_one_image_is_an_error_row(tmp_path: Path, det: 
 
 def test_arguments_are_checked_before_any_work(tmp_path: Path, det: Any) -> None:
     _folder(tmp_path / "in", 1)
-    for engine in ("ray", "dask"):
-        with pytest.raises(ValueError, match="engine must be one of 'local'"):
+    for engine in ("dask", "Local"):
+        with pytest.raises(ValueError, match="engine must be one of 'local', 'ray'"):
             cohort(tmp_path / "in", detector=det, engine=engine, workers=2)
-    with pytest.raises(TypeError, match="takes no options; got workers"):
-        cohort(tmp_path / "in", detector=det, workers=2)
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        cohort(tmp_path / "in", detector=det, workers=0)
+    with pytest.raises(ValueError, match="address is an option of engine='ray'"):
+        cohort(tmp_path / "in", detector=det, address="ray://x:1")
     with pytest.raises(ValueError, match="csv or .parquet"):
         cohort(tmp_path / "in", detector=det, out=tmp_path / "o.xlsx")
     with pytest.raises(ValueError, match="different files"):
