@@ -62,7 +62,7 @@ def models() -> None:
 
 @app.command()
 def predict(
-    image: Path = typer.Argument(..., help="Radiograph: JPEG, PNG, TIFF or DICOM."),
+    image: Path = typer.Argument(..., metavar="IMAGE", help="Radiograph: JPEG, PNG, TIFF or DICOM."),
     model: str = typer.Option("ceph", "--model", "-m", help="Model name or model directory."),
     spacing: float | None = typer.Option(None, help="Pixel spacing in mm, overriding the file's."),
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="Output format."),
@@ -114,7 +114,7 @@ def _measures_text(a: Any) -> str:
 
 @app.command()
 def analyze(
-    image: Path = typer.Argument(..., help="Radiograph: JPEG, PNG, TIFF or DICOM."),
+    image: Path = typer.Argument(..., metavar="IMAGE", help="Radiograph: JPEG, PNG, TIFF or DICOM."),
     kind: Kind = typer.Option(Kind.ceph, "--kind", "-k", help="Anatomy: cephalogram or spine."),
     model: str | None = typer.Option(None, "--model", "-m", help="Model name or directory (default: the shipped one)."),
     spacing: float | None = typer.Option(None, help="Pixel spacing in mm, overriding the file's."),
@@ -159,7 +159,7 @@ def analyze(
 
 @app.command()
 def report(
-    image: Path = typer.Argument(..., help="Radiograph: JPEG, PNG, TIFF or DICOM."),
+    image: Path = typer.Argument(..., metavar="IMAGE", help="Radiograph: JPEG, PNG, TIFF or DICOM."),
     out: Path = typer.Option(..., "--out", "-o", help="PDF file to write (replaced only on success)."),
     kind: Kind = typer.Option(Kind.ceph, "--kind", "-k", help="Anatomy: cephalogram or spine."),
     model: str | None = typer.Option(None, "--model", "-m", help="Model name or directory (default: the shipped one)."),
@@ -196,7 +196,7 @@ class Engine(str, Enum):
 
 @app.command()
 def cohort(
-    images: Path = typer.Argument(..., exists=True, help="Folder of radiographs."),
+    images: Path = typer.Argument(..., exists=True, metavar="FOLDER", help="Folder of radiographs."),
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Results table (.csv or .parquet), written as it goes; a re-run resumes."
     ),
@@ -208,7 +208,8 @@ def cohort(
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Include sub-folders."),
     engine: Engine = typer.Option(Engine.local, help="'local' (this process) or 'ray' (needs cephspine[ray])."),
     workers: int | None = typer.Option(
-        None, help="local: images analysed at once by threads (default 1); ray: actors (default: one per CPU)."
+        None,
+        help="local: images analysed at once by threads (default: 2 on 2+ CPUs); ray: actors (default: 1 per CPU).",
     ),
     address: str | None = typer.Option(None, help="Ray: cluster address (default: start a local Ray)."),
     include_identifiers: bool = typer.Option(
@@ -283,7 +284,7 @@ def evaluate_ceph_cmd(
     truth: str = typer.Option("mean", help="'mean' of both doctors or 'senior'."),
     csv: Path | None = typer.Option(None, help="Write per-landmark errors of every image here."),
     ids: str | None = typer.Option(None, help="Comma-separated image ids (default: all)."),
-    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f"),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="Output format of the summary."),
     device: str = typer.Option("auto", help="'auto', 'cpu' or 'cuda'."),
 ) -> None:
     """Print MRE, SD and SDR at 2/2.5/3/4 mm (the paper's Table I) and per-landmark errors."""
@@ -348,7 +349,7 @@ def evaluate_spine_cmd(
     data: Path = typer.Option(..., exists=True, file_okay=False, help="Folder in the AASCE layout."),
     model: str = typer.Option("spine", "--model", "-m", help="Model name or directory."),
     ids: str | None = typer.Option(None, help="Comma-separated image file names (default: all)."),
-    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f"),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="Output format of the summary."),
     device: str = typer.Option("auto", help="'auto', 'cpu' or 'cuda'."),
 ) -> None:
     """Print SDR at 2/3/4/6 mm (L4–L5 = 35 mm), MRE (px and mm) and the Cobb-angle SMAPE."""

@@ -75,6 +75,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ENGINES: tuple[str, ...] = ("local", "ray")
+
+DEFAULT_LOCAL_WORKERS = min(2, os.cpu_count() or 1)
+"""Threads of the ``"local"`` engine when ``workers`` is not given. Two threads analyse
+3.3 ceph images/s on a 2-core CPU against 2.3 for one (``benchmarks/throughput.py``):
+one image is decoded and measured while the network runs on another."""
 """Accepted values of ``cohort(engine=...)``."""
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset(
@@ -942,7 +947,9 @@ def cohort(
             the cluster at ``address`` or on a local Ray started for the purpose; needs
             ``cephspine[ray]``; the image paths must be readable by the workers).
         workers: ``"local"``: images analysed at once by threads sharing the model
-            (default 1); ``"ray"``: number of actors (default: one per CPU of the cluster).
+            (default :data:`DEFAULT_LOCAL_WORKERS`: 2 on a machine with 2 or more CPUs,
+            where decoding one image overlaps the network on another); ``"ray"``: number
+            of actors (default: one per CPU of the cluster).
         address: ``"ray"``: the cluster address (default: start or reuse a local Ray).
         model: model name or directory (default: ``detector``'s directory, else the
             shipped model of ``kind``); for ``"ray"``, each actor loads it.
@@ -1025,7 +1032,8 @@ def cohort(
                     det = default_detector(kind, device)
             if det is not None:
                 _check_detector(kind, det)
-            results = _run_local(todo, kind, det, spacing, include_identifiers, root, workers or 1)  # type: ignore[arg-type]
+            local_workers = workers or DEFAULT_LOCAL_WORKERS
+            results = _run_local(todo, kind, det, spacing, include_identifiers, root, local_workers)  # type: ignore[arg-type]
 
         new_rows: list[dict[str, Any]] = []
         n_errors = 0

@@ -323,7 +323,7 @@ def scr(
     Args:
         pred_types: ``(M,)`` type numbers from the predicted landmarks.
         true_types: ``(M,)`` type numbers from the ground-truth landmarks (the mean of
-            the two doctors by default; see ``docs/geometry.md``).
+            the two doctors by default; see ``docs/concepts/measures.md``).
         convention: ``"accuracy"`` (default): the percentage of images whose predicted
             type equals the true type — the convention of the seed paper's Table II.
             ``"balanced"``: the ISBI 2015 challenge code: the per-type recalls (diagonal

@@ -1,21 +1,42 @@
-"""Quickstart: detect the 19 cephalometric landmarks on the bundled example image.
+"""Quickstart: landmarks, measures, a PDF report and a table for one cephalogram.
 
-python examples/quickstart.py [IMAGE]
+python examples/quickstart.py [IMAGE] [--spacing MM] [--out FOLDER]
+
+Without IMAGE it analyses the bundled example (an ISBI 2015 cephalogram, 0.1 mm per
+pixel) and writes ``ceph_report.pdf`` (annotated image, measures with normal ranges,
+flags) and ``ceph_measures.csv`` / ``ceph_landmarks.csv`` into FOLDER (default
+``cephspine-quickstart`` in the current folder).
 """
 
-import sys
+import argparse
+from pathlib import Path
 
 import cephspine
-from cephspine.data import example_path
 
-image = sys.argv[1] if len(sys.argv) > 1 else example_path("ceph")
+parser = argparse.ArgumentParser(description="Analyse one cephalogram and write a PDF report and tables.")
+parser.add_argument("image", nargs="?", help="DICOM, JPEG, PNG or TIFF (default: the bundled example)")
+parser.add_argument("--spacing", type=float, help="pixel size in mm (a DICOM file's own spacing is used otherwise)")
+parser.add_argument("--out", type=Path, default=Path("cephspine-quickstart"), help="output folder")
+args = parser.parse_args()
+
+image = args.image or cephspine.example_path("ceph")
+# The bundled JPEG carries no spacing (the ISBI images are 0.1 mm per pixel), so give it.
+spacing = args.spacing if args.image or args.spacing else 0.1
 
 detector = cephspine.Detector.from_pretrained("ceph")  # shipped weights, nothing downloaded
-# The bundled JPEG is an ISBI 2015 image (0.1 mm per pixel) and carries no spacing, so give it;
-# a DICOM file's PixelSpacing / ImagerPixelSpacing is used automatically.
-pred = detector.predict(image, spacing=0.1 if len(sys.argv) == 1 else None)
+analysis = cephspine.analyze(image, kind="ceph", spacing=spacing, detector=detector)
 
-print(pred)
-print(pred.to_dataframe().drop(columns=["image", "model"]).round(2).to_string(index=False))
-for warning in pred.warnings:
+print(analysis.prediction)
+print()
+print(analysis.to_dataframe().drop(columns=["image"]).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+for warning in analysis.warnings:
     print("warning:", warning)
+
+args.out.mkdir(parents=True, exist_ok=True)
+pdf = cephspine.write_report(analysis, args.out / "ceph_report.pdf", image=image)
+analysis.to_dataframe().to_csv(args.out / "ceph_measures.csv", index=False)
+analysis.landmarks_dataframe().to_csv(args.out / "ceph_landmarks.csv", index=False)
+print()
+print(f"report:    {pdf}")
+print(f"measures:  {args.out / 'ceph_measures.csv'}")
+print(f"landmarks: {args.out / 'ceph_landmarks.csv'}")

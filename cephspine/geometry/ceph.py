@@ -1,6 +1,6 @@
 """The eight cephalometric measures of the ISBI 2015 challenge and their anatomical types.
 
-Definitions follow the challenge's classification script (see ``docs/geometry.md``),
+Definitions follow the challenge's classification script (see ``docs/concepts/measures.md``),
 with points in millimetres (pixels × spacing), image axes, y down. Primitives:
 ``v(P, Q) = Q − P``; ``ang(u, w)`` the unsigned angle between two vectors in [0°, 180°];
 ``cross(u, w) = u.x·w.y − u.y·w.x``.

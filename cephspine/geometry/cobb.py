@@ -1,7 +1,7 @@
 """Cobb angles from the 68 vertebra corners of a spinal AP radiograph.
 
 The default, ``method="reference"``, reproduces the AASCE/BoostNet dataset's own
-reference program step by step, quirks included (see ``docs/geometry.md``): it is what
+reference program step by step, quirks included (see ``docs/concepts/cobb.md``): it is what
 the published comparisons (the AASCE challenge's SMAPE, the seed paper) use on both the
 predicted and the ground-truth landmarks. Vertebrae are numbered 0 (T1) … 16 (L5); point
 ``k`` of the 68 is vertebra ``k // 4``, corner ``k % 4`` in the order TL, TR, BL, BR.
@@ -551,7 +551,7 @@ def cobb_angles(
 
     The default reproduces the AASCE dataset's reference program (angles between
     vertebra axes, the largest first, the S-curve test and the image-height condition;
-    see ``docs/geometry.md``); it reproduces ``angles.csv`` from the ground-truth
+    see ``docs/concepts/cobb.md``); it reproduces ``angles.csv`` from the ground-truth
     landmarks. ``method="endplates"`` measures between endplate lines instead.
 
     Args:

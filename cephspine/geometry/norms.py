@@ -6,7 +6,7 @@ closed; the other type numbers are **per measure** (for SNB and APDI type 2 is t
 side). MW keeps the challenge's coded rule: exactly 0 mm is type 2 ("edge to edge"),
 every other value below 2 mm is type 3 ("anterior cross bite"), above 4.5 mm type 4.
 
-The Cobb severity bands are for display only (see ``docs/geometry.md`` for their source).
+The Cobb severity bands are for display only (see ``docs/concepts/cobb.md`` for their source).
 """
 
 from __future__ import annotations
@@ -248,7 +248,7 @@ COBB_SEVERITY_BANDS: Final[tuple[CobbSeverityBand, ...]] = (
 """Display bands: < 10° normal (no scoliosis), 10–25° mild, 25–40° moderate, > 40° severe.
 
 The common clinical convention (Scoliosis Research Society: scoliosis is a Cobb angle of
-10° or more). 25° belongs to "moderate" and 40° to "moderate"; see ``docs/geometry.md``.
+10° or more). 25° belongs to "moderate" and 40° to "moderate"; see ``docs/concepts/cobb.md``.
 """
 
 
