@@ -33,6 +33,8 @@ class StageConfig:
     """The fine image is padded to a multiple of this (coarse_pool × 2**coarse_depth)."""
     sigma_px: float = 5.0
     """Gaussian target σ in each stage's own pixels."""
+    coarse_sigma_px: float | None = None
+    """When set, the coarse stage's target σ (coarse pixels) instead of ``sigma_px``."""
     coarse_base: int = 16
     coarse_depth: int = 4
     context_width: int = 128

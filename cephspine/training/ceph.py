@@ -102,7 +102,7 @@ def save_cached(cache_file: Path | None, cache: CephCache) -> None:
 
 def train_both(
     build: Any, data: Path, out: Path, cfg: StageConfig, train_ids: list[str], val_ids: list[str],
-    *, epochs: int, steps: int,
+    *, epochs: int, steps: int, flip_perm: np.ndarray | None = None,
 ) -> dict[str, float]:  # fmt: skip
     """Build the caches and train both stages one after the other in run folder ``out``.
 
@@ -114,7 +114,7 @@ def train_both(
     train = build(data, train_ids, cfg, out / "cache_train.pt")
     val = build(data, val_ids, cfg, out / "cache_val.pt")
     t1 = time.time()
-    train_coarse(train, val, cfg, out, epochs=epochs)
+    train_coarse(train, val, cfg, out, epochs=epochs, flip_perm=flip_perm)
     t2 = time.time()
     train_refine(train, cfg, out, steps=steps)
     t3 = time.time()
@@ -123,7 +123,7 @@ def train_both(
 
 def run_stage(
     stage: str, build: Any, data: Path, out: Path, cfg: StageConfig, train_ids: list[str], val_ids: list[str],
-    *, epochs: int, steps: int,
+    *, epochs: int, steps: int, flip_perm: np.ndarray | None = None,
 ) -> None:  # fmt: skip
     """Train one stage (``"coarse"`` or ``"refine"``) in run folder ``out``; ``build`` makes
     the data cache (``build(data, ids, cfg, cache_file)``)."""
@@ -134,7 +134,7 @@ def run_stage(
     log.info("cache ready (%d images) in %.0fs", len(train_ids), time.time() - t0)
     if stage == "coarse":
         val = build(data, val_ids, cfg, out / "cache_val.pt")
-        train_coarse(train, val, cfg, out, epochs=epochs)
+        train_coarse(train, val, cfg, out, epochs=epochs, flip_perm=flip_perm)
     else:
         train_refine(train, cfg, out, steps=steps)
 
@@ -175,12 +175,28 @@ def _lr(base: float, frac: float) -> float:
 
 
 def coarse_batch(
-    cache: CephCache, idx: np.ndarray, rng: np.random.Generator, cfg: StageConfig, augment: bool = True
+    cache: CephCache,
+    idx: np.ndarray,
+    rng: np.random.Generator,
+    cfg: StageConfig,
+    augment: bool = True,
+    flip_perm: np.ndarray | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Augmented coarse images and targets for the images ``idx``."""
+    """Augmented coarse images and targets for the images ``idx``.
+
+    With ``flip_perm`` (the landmark order of the mirror image, e.g. left and right
+    corners swapped) half of the images are mirrored left-right within their own width.
+    """
     x = cache.coarse[idx]
     xy = fine_to_coarse(cache.xy_fine[idx], cfg.coarse_pool)  # (B, N, 2)
     b, _, h, w = x.shape
+    if augment and flip_perm is not None:
+        x, xy = x.clone(), xy.copy()
+        for k in np.flatnonzero(rng.random(b) < 0.5):
+            wc = min(w, int(math.ceil(cache.size_hw[idx[k]][1] / cfg.coarse_pool)))
+            x[k, :, :, :wc] = x[k, :, :, :wc].flip(-1)
+            xy[k] = xy[k][flip_perm]
+            xy[k, :, 0] = wc - 1 - xy[k, :, 0]
     if augment:
         lin = random_linear(rng, b, 2.0, (0.9, 1.1))
         shift = torch.tensor(rng.uniform(-10, 10, (b, 2)), dtype=torch.float32)
@@ -192,7 +208,8 @@ def coarse_batch(
         inv = torch.linalg.inv(lin).numpy()
         xy = np.einsum("bij,bnj->bni", inv, xy - trans.numpy()[:, None, :])
         x = random_intensity(rng, x)
-    y = gaussian_targets(torch.tensor(xy, dtype=torch.float32), h, w, cfg.sigma_px)
+    sigma = cfg.coarse_sigma_px if cfg.coarse_sigma_px is not None else cfg.sigma_px
+    y = gaussian_targets(torch.tensor(xy, dtype=torch.float32), h, w, sigma)
     return x, y
 
 
@@ -260,6 +277,7 @@ def train_coarse(
     lr: float = 1e-3,
     batch: int = 4,
     seed: int = 0,
+    flip_perm: np.ndarray | None = None,
 ) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "coarse_ckpt.pt"
@@ -273,7 +291,7 @@ def train_coarse(
         perm = rng.permutation(n)
         losses = []
         for s in range(0, n - batch + 1, batch):
-            x, y = coarse_batch(train, perm[s : s + batch], rng, cfg)
+            x, y = coarse_batch(train, perm[s : s + batch], rng, cfg, flip_perm=flip_perm)
             loss = F.mse_loss(net(x), y) * 100
             opt.zero_grad()
             loss.backward()

@@ -39,12 +39,17 @@ SPINE_CONFIG = StageConfig(
     context_stride=4,
     patch=64,
     min_width_px=640,
+    coarse_sigma_px=3.0,
 )
 """Fine grid 1024 px high, coarse grid 128 px high (the paper uses 512), global context on
 a 32 × 20 grid with 5 × 3 kernels (the paper: 64 × 32 on a 512-high image). The coarse
 stage only has to put each corner on the right vertebra (the refinement stage works on the
 fine grid), and at 128 px its receptive field spans the whole spine, which is what tells
 one vertebra from its look-alike neighbours."""
+
+FLIP_PERM = np.arange(68).reshape(17, 4)[:, [1, 0, 3, 2]].ravel()
+"""Corner order of a left-right mirrored spine: TL ↔ TR and BL ↔ BR of each vertebra
+(training augmentation of the coarse stage)."""
 
 CANVAS_WIDTH_FINE = 640
 """Training images are padded on the right to this fine width (every AASCE image is at
@@ -124,7 +129,9 @@ def train_spine(
         log.info("excluded %s: %s", name, why)
     out.mkdir(parents=True, exist_ok=True)
     (out / "split.json").write_text(json.dumps({"train": tr_ids, "val": va_ids, "excluded": excluded}, indent=1))
-    times = train_both(build_spine_cache, data, out, cfg, tr_ids, va_ids, epochs=epochs, steps=steps)
+    times = train_both(
+        build_spine_cache, data, out, cfg, tr_ids, va_ids, epochs=epochs, steps=steps, flip_perm=FLIP_PERM
+    )
     info = {
         "train_ids": f"{len(tr_ids)} AASCE training images (seeded 80/20 split of the clean records)",
         "validation_ids": f"{len(va_ids)} images, never trained on: evaluation, confidence calibration, progress log",
@@ -172,8 +179,9 @@ def main(argv: list[str] | None = None) -> None:
     (args.out / "split.json").write_text(json.dumps({"train": tr_ids, "val": va_ids, "excluded": excluded}, indent=1))
     t0 = time.time()
     run_stage(
-        args.stage, build_spine_cache, args.data, args.out, cfg, tr_ids, va_ids, epochs=args.epochs, steps=args.steps
-    )
+        args.stage, build_spine_cache, args.data, args.out, cfg, tr_ids, va_ids, epochs=args.epochs, steps=args.steps,
+        flip_perm=FLIP_PERM,
+    )  # fmt: skip
     log.info("done in %.0fs", time.time() - t0)
 
 

@@ -44,3 +44,33 @@ def test_train_finalize_predict_spine(shared_data: Path, tmp_path: Path) -> None
         pred = det.predict(rec.radiograph)
     assert pred.xy_px.shape == (68, 2) and np.isfinite(pred.xy_px).all()
     assert (run / "model" / "MODEL_CARD.md").read_text().count("Cobb SMAPE") == 1
+
+
+def test_mirror_augmentation_keeps_left_corners_left(shared_data: Path) -> None:
+    """Mirrored training images swap TL/TR and BL/BR, so that a left corner stays left,
+    and their targets peak where the mirrored image's own corners are."""
+    import torch
+
+    from cephspine.training.ceph import coarse_batch
+    from cephspine.training.spine import FLIP_PERM, build_spine_cache, split_spine
+
+    data = shared_data / "aasce"
+    tr, _, _ = split_spine(data)
+    cfg = StageConfig(**(TINY_CONFIG_KW | {"n_landmarks": 68, "fine_height_px": 128, "coarse_sigma_px": 1.0}))  # type: ignore[arg-type]
+    cache = build_spine_cache(data, tr[:1], cfg)
+    idx = np.zeros(16, dtype=int)
+    rng = np.random.default_rng(0)
+    # no other augmentation: compare against the unaugmented batch
+    plain_x, plain_y = coarse_batch(cache, idx[:1], rng, cfg, augment=False)
+    x, y = coarse_batch(cache, idx, np.random.default_rng(1), cfg, augment=True, flip_perm=FLIP_PERM)
+    assert x.shape[0] == 16 and y.shape == (16, 68, *plain_y.shape[-2:])
+    h, w = plain_y.shape[-2:]
+    peaks = y.flatten(2).argmax(-1)  # (B, 68)
+    px = (peaks % w).float().view(16, 17, 4)
+    # left corners left of right corners in every sample, mirrored or not
+    assert bool((px[:, :, 0] <= px[:, :, 1]).float().mean() > 0.95)
+    assert bool((px[:, :, 2] <= px[:, :, 3]).float().mean() > 0.95)
+    # some samples are mirrored: their left/right extent of the spine differs from the original's
+    plain_px = (plain_y.flatten(2).argmax(-1) % w).float()
+    assert not all(torch.allclose(px[k].flatten(), plain_px[0], atol=3) for k in range(16))
+    assert np.array_equal(FLIP_PERM[FLIP_PERM], np.arange(68))
