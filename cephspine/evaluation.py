@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,28 @@ class CephEvaluation:
         )
 
 
+def _check_ids(data: Path, known: set[str], ids: Sequence[str]) -> None:
+    """Raise :class:`~cephspine.errors.DatasetError` naming the first ``ids`` not in ``known``."""
+    from cephspine.errors import DatasetError
+
+    missing = [i for i in ids if i not in known]
+    if missing:
+        raise DatasetError(f"{data}: no annotated images with ids {missing[:5]}{'…' if len(missing) > 5 else ''}")
+
+
+def _timed_predict(detector: Any, radiograph: Any) -> tuple[Any, float]:
+    """``detector.predict(radiograph)`` and the seconds it took."""
+    t = time.perf_counter()
+    pred = detector.predict(radiograph)
+    return pred, time.perf_counter() - t
+
+
+def _features(pred: Any) -> npt.NDArray[np.float64]:
+    """The ``(N, 3)`` confidence features of a prediction: refine peak, coarse peak, shift mm."""
+    f = pred.meta["features"]
+    return np.stack([f["refine_peak"], f["coarse_peak"], f["shift_mm"]], axis=1)
+
+
 def evaluate_ceph(
     detector: Any, data: Path, ids: Sequence[str] | None = None, truth: str = "mean", progress: bool = True
 ) -> CephEvaluation:
@@ -71,8 +94,6 @@ def evaluate_ceph(
         ids: image ids to use (default: every image with annotations).
         truth: ``"mean"`` of both doctors (default) or ``"senior"``.
     """
-    import time
-
     from cephspine.errors import DatasetError
     from cephspine.io.datasets import IsbiDataset
     from cephspine.metrics import radial_errors
@@ -81,23 +102,18 @@ def evaluate_ceph(
     if ids is None:
         records = list(ds)
     else:
-        known = {r.id for r in ds}
-        missing = [i for i in ids if i not in known]
-        if missing:
-            raise DatasetError(f"{data}: no annotated images with ids {missing[:5]}{'…' if len(missing) > 5 else ''}")
+        _check_ids(data, {r.id for r in ds}, ids)
         records = [ds[i] for i in ids]
     if not records:
         raise DatasetError(f"{data}: no annotated images to evaluate")
     errs, conf, feats, preds, trues, secs, out_ids = [], [], [], [], [], [], []
     for rec in tqdm(records, desc="evaluate", disable=None if progress else True):
-        t = time.perf_counter()
-        pred = detector.predict(rec.radiograph)
-        secs.append(time.perf_counter() - t)
+        pred, seconds = _timed_predict(detector, rec.radiograph)
+        secs.append(seconds)
         true = rec.landmarks if truth == "mean" else rec.senior
         errs.append(radial_errors(pred.xy_px, true, spacing=rec.radiograph.spacing))
         conf.append(pred.confidence)
-        f = pred.meta["features"]
-        feats.append(np.stack([f["refine_peak"], f["coarse_peak"], f["shift_mm"]], axis=1))
+        feats.append(_features(pred))
         preds.append(pred.xy_px)
         trues.append(true)
         out_ids.append(rec.id)
@@ -157,8 +173,6 @@ def evaluate_spine(
 ) -> SpineEvaluation:
     """Run a spine detector on an AASCE-layout folder (``images/``, ``landmarks.csv``,
     ``angles.csv``): corner errors and Cobb-angle SMAPE against the reference angles."""
-    import time
-
     from cephspine.errors import DatasetError
     from cephspine.geometry.cobb import cobb_angles
     from cephspine.io.datasets import AasceDataset
@@ -167,22 +181,18 @@ def evaluate_spine(
     ds = AasceDataset(data)
     known = {r.id for r in ds}
     use = list(known) if ids is None else list(ids)
-    missing = [i for i in use if i not in known]
-    if missing:
-        raise DatasetError(f"{data}: no annotated images with ids {missing[:5]}{'…' if len(missing) > 5 else ''}")
+    _check_ids(data, known, use)
     if not use:
         raise DatasetError(f"{data}: no annotated images to evaluate")
     recs = [ds[i] for i in sorted(use)]
     epx, emm, feats, conf, pa, ta, secs = [], [], [], [], [], [], []
     for rec in tqdm(recs, desc="evaluate", disable=None if progress else True):
-        t = time.perf_counter()
-        pred = detector.predict(rec.radiograph)
-        secs.append(time.perf_counter() - t)
+        pred, seconds = _timed_predict(detector, rec.radiograph)
+        secs.append(seconds)
         e = radial_errors(pred.xy_px, rec.landmarks)
         epx.append(e)
         emm.append(e * spine_mm_scale(rec.landmarks))
-        f = pred.meta["features"]
-        feats.append(np.stack([f["refine_peak"], f["coarse_peak"], f["shift_mm"]], axis=1))
+        feats.append(_features(pred))
         conf.append(pred.confidence)
         pa.append(cobb_angles(pred.xy_px, image_height=rec.radiograph.height).angles_deg)
         ta.append(rec.angles_deg)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -99,3 +100,35 @@ def make_model_dir(tiny_config):
         return build_model_dir(out, cfg or tiny_config, seed, **card_extra)
 
     return make
+
+
+# --- a small DICOM radiograph for the identifier and privacy tests --------------------
+
+
+def write_dicom(path: Path, pixels: bytes | None = None, **identifiers: str) -> Path:
+    """Write a 300 × 240 12-bit DX DICOM with 0.1 mm Pixel Spacing to ``path`` (skip without pydicom).
+
+    ``identifiers`` are set as attributes (``PatientName="Doe^Jane"``); ``pixels`` replaces
+    the default random Pixel Data (e.g. cut short, to make the file unreadable).
+    """
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    for key, value in identifiers.items():
+        setattr(ds, key, value)
+    ds.Modality, ds.Rows, ds.Columns = "DX", 300, 240
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelSpacing = [0.1, 0.1]
+    default = np.random.default_rng(3).integers(0, 4095, (300, 240)).astype(np.uint16).tobytes()
+    ds.PixelData = default if pixels is None else pixels
+    ds.save_as(path, enforce_file_format=True)
+    return path

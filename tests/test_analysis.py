@@ -15,7 +15,7 @@ from cephspine.anatomy import CEPH_LANDMARKS, SPINE_LANDMARKS
 from cephspine.errors import AnatomyWarning, SpacingWarning
 from cephspine.prediction import Prediction
 from cephspine.radiograph import Radiograph, Spacing
-from tests.conftest import build_model_dir
+from tests.conftest import build_model_dir, write_dicom
 from tests.test_spine_detector import SPINE_TINY
 
 TRUTH = Path(__file__).parent / "data" / "ceph_example_truth.csv"
@@ -130,25 +130,9 @@ def test_analyze_spine_with_a_spacing_free_model(tmp_path: Path) -> None:
 
 
 def test_identifiers_only_on_request(tmp_path: Path, tiny_model_dir: Path) -> None:
-    pydicom = pytest.importorskip("pydicom")
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = pydicom.Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.PatientName, ds.PatientID, ds.InstitutionName = "Doe^Jane", "PID-4711", "St Elsewhere"
-    ds.Modality, ds.Rows, ds.Columns = "DX", 300, 240
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelSpacing = [0.1, 0.1]
-    ds.PixelData = (np.random.default_rng(3).integers(0, 4095, (300, 240))).astype(np.uint16).tobytes()
-    path = tmp_path / "scan.dcm"
-    ds.save_as(path, enforce_file_format=True)
+    path = write_dicom(
+        tmp_path / "scan.dcm", PatientName="Doe^Jane", PatientID="PID-4711", InstitutionName="St Elsewhere"
+    )
 
     ids = {"PatientName": "Doe^Jane", "PatientID": "PID-4711", "InstitutionName": "St Elsewhere"}
     assert read_identifiers(path) == ids

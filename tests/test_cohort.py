@@ -22,6 +22,7 @@ from PIL import Image
 
 import cephspine
 from cephspine.cohorts import CohortWriter, analyze_row, cohort, landmark_columns, list_images, row_columns
+from tests.conftest import write_dicom
 
 ROOT = Path(__file__).resolve().parents[1]
 N_LANDMARKS = 19
@@ -337,26 +338,7 @@ def test_run_killed_part_way_resumes_to_every_image_once(
 
 # ---------------------------------------------------------------------------- privacy
 def _dicom(path: Path, pixels: bytes | None = None) -> Path:
-    pydicom = pytest.importorskip("pydicom")
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = pydicom.Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.PatientName, ds.PatientID, ds.PatientBirthDate = "Doe^Jane", "PID-4711", "19700101"
-    ds.Modality, ds.Rows, ds.Columns = "DX", 300, 240
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelSpacing = [0.1, 0.1]
-    default = np.random.default_rng(3).integers(0, 4095, (300, 240)).astype(np.uint16).tobytes()
-    ds.PixelData = default if pixels is None else pixels
-    ds.save_as(path, enforce_file_format=True)
-    return path
+    return write_dicom(path, pixels, PatientName="Doe^Jane", PatientID="PID-4711", PatientBirthDate="19700101")
 
 
 SECRETS = ("Doe", "Jane", "PID-4711", "19700101")

@@ -60,7 +60,9 @@ def test_cohort_on_garbage_gives_typed_error_rows_and_keeps_good_ones(
             assert str(name) in str(row["error"])
 
 
-def test_cohort_holds_a_bounded_number_of_images(tmp_path: Path, detector: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cohort_holds_a_bounded_number_of_images(
+    tmp_path: Path, detector: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """However long the cohort, at most a few radiographs are alive at once."""
     for i in range(16):
         _png(tmp_path / f"img{i:02d}.png", i)

@@ -25,6 +25,7 @@ from cephspine.geometry.norms import CEPH_MEASURES, CEPH_NORMS
 from cephspine.prediction import Prediction
 from cephspine.radiograph import Radiograph, Spacing
 from cephspine.reports import RESEARCH_NOTICE, report, write_cohort_report, write_report
+from tests.conftest import write_dicom
 
 REPO = Path(__file__).resolve().parents[1]
 TRUTH = Path(__file__).parent / "data" / "ceph_example_truth.csv"
@@ -231,25 +232,7 @@ def test_text_outside_the_font_encoding_is_replaced() -> None:
 
 @pytest.mark.filterwarnings("ignore::cephspine.LowConfidenceWarning")  # random weights
 def test_report_analyses_then_writes(tmp_path: Path, tiny_model_dir: Path) -> None:
-    pydicom = pytest.importorskip("pydicom")
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = pydicom.Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.PatientName, ds.PatientID = "Doe^Jane", "PID-4711"
-    ds.Modality, ds.Rows, ds.Columns = "DX", 300, 240
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelSpacing = [0.1, 0.1]
-    ds.PixelData = (np.random.default_rng(3).integers(0, 4095, (300, 240))).astype(np.uint16).tobytes()
-    scan = tmp_path / "scan.dcm"
-    ds.save_as(scan, enforce_file_format=True)
+    scan = write_dicom(tmp_path / "scan.dcm", PatientName="Doe^Jane", PatientID="PID-4711")
     det = cephspine.Detector.from_pretrained(tiny_model_dir, device="cpu")
 
     plain = report(scan, tmp_path / "plain.pdf", detector=det)

@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from cephspine.anatomy import SPINE_LANDMARKS, VERTEBRAE
 from cephspine.errors import LandmarkError
+from cephspine.geometry.ceph import _where
 from cephspine.geometry.norms import cobb_severity
 from cephspine.prediction import Prediction
 
@@ -236,14 +237,6 @@ class CobbAnglesBatch:
 # --------------------------------------------------------------------------- input checks
 
 
-def _where(idx: npt.NDArray[np.intp], single: bool) -> str:
-    if single:
-        return ""
-    shown = ", ".join(str(int(i)) for i in idx[:10])
-    more = f" and {idx.size - 10} more" if idx.size > 10 else ""
-    return f" in image(s) {shown}{more}"
-
-
 def _spine_points(xy: npt.ArrayLike, *, batch: bool) -> FloatArray:
     arr = np.asarray(xy, dtype=np.float64)
     if arr.ndim != (3 if batch else 2) or arr.shape[-2:] != (_NP, 2):
@@ -260,6 +253,17 @@ def _check_points(pts: FloatArray, single: bool) -> None:
         raise LandmarkError(
             f"Cobb angles are undefined: corner(s) {shown} missing (NaN or infinite)"
             f"{_where(np.flatnonzero(bad.any(axis=1)), single)}"
+        )
+
+
+def _check_lengths(d: FloatArray, single: bool, measure: str, points: str) -> None:
+    """Raise :class:`LandmarkError` naming the vertebrae whose vectors ``d`` ``(M, 17, 2)`` have zero length."""
+    zero = np.hypot(d[..., 0], d[..., 1]) == 0
+    if zero.any():
+        names = [VERTEBRAE[k] for k in np.flatnonzero(zero.any(axis=0))]
+        raise LandmarkError(
+            f"{measure} are undefined: {points} of {', '.join(names)} coincide"
+            f"{_where(np.flatnonzero(zero.any(axis=1)), single)}"
         )
 
 
@@ -327,13 +331,7 @@ def _axes(pts: FloatArray, single: bool) -> FloatArray:
     left = (v[:, :, 0] + v[:, :, 2]) / 2.0
     right = (v[:, :, 1] + v[:, :, 3]) / 2.0
     ax = right - left
-    zero = np.hypot(ax[..., 0], ax[..., 1]) == 0
-    if zero.any():
-        names = [VERTEBRAE[k] for k in np.flatnonzero(zero.any(axis=0))]
-        raise LandmarkError(
-            f"Cobb angles are undefined: the left and right side midpoints of {', '.join(names)} coincide"
-            f"{_where(np.flatnonzero(zero.any(axis=1)), single)}"
-        )
+    _check_lengths(ax, single, "Cobb angles", "the left and right side midpoints")
     return np.asarray(ax, dtype=np.float64)
 
 
@@ -442,13 +440,7 @@ def _endplate_tilts(pts: FloatArray, single: bool) -> tuple[FloatArray, FloatArr
     v = pts.reshape(-1, _NV, 4, 2)
     out = []
     for name, d in (("superior", v[:, :, 1] - v[:, :, 0]), ("inferior", v[:, :, 3] - v[:, :, 2])):
-        zero = np.hypot(d[..., 0], d[..., 1]) == 0
-        if zero.any():
-            names = [VERTEBRAE[k] for k in np.flatnonzero(zero.any(axis=0))]
-            raise LandmarkError(
-                f"Cobb angles (endplates) are undefined: the {name} endplate corners of {', '.join(names)} coincide"
-                f"{_where(np.flatnonzero(zero.any(axis=1)), single)}"
-            )
+        _check_lengths(d, single, "Cobb angles (endplates)", f"the {name} endplate corners")
         # the line's direction, pointing right: the corner order within an endplate is
         # irrelevant, and a mirror image gives exactly the negated tilts
         d = np.where((d[..., :1] < 0), -d, d)
