@@ -57,7 +57,10 @@ def models() -> None:
         card = read_card(resolve(name))
         m = card.get("metrics", {})
         acc = f"val MRE {m['mre_mm']:.2f} mm, SDR 2 mm {m['sdr_2mm_pct']:.1f} %" if "mre_mm" in m else ""
-        typer.echo(f"{name}\t{card['version']}\t{len(card['landmarks'])} landmarks\t{acc}")
+        if "cobb_smape_pct" in m:
+            acc += f", Cobb SMAPE {m['cobb_smape_pct']:.1f} %"
+        status = "\texperimental" if card.get("status") == "experimental" else ""
+        typer.echo(f"{name}\t{card['version']}\t{len(card['landmarks'])} landmarks\t{acc}{status}")
 
 
 @app.command()

@@ -19,6 +19,7 @@ from cephspine.errors import (
     AnatomyWarning,
     CephspineError,
     DeviceError,
+    ExperimentalModelWarning,
     LowConfidenceWarning,
     ModelLoadError,
     RegistrationWarning,
@@ -130,6 +131,9 @@ class Detector:
         self.detect_facing = bool(card.get("detect_facing", True))
         self.template = template
         self.register = register if template is not None else "never"
+        self.experimental = card.get("status") == "experimental"
+        """The card marks this model experimental (below its accuracy targets); every
+        prediction says so in its warnings."""
         reg = card.get("registration", {})
         self.register_below_peak = float(reg.get("auto_below_mean_coarse_peak", 0.0))
 
@@ -200,11 +204,22 @@ class Detector:
             except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
                 raise ModelLoadError(f"{tpath}: unreadable registration template ({exc})") from None
         try:
-            return cls(card, coarse, refine, dev, directory, template, register)
+            det = cls(card, coarse, refine, dev, directory, template, register)
         except (TypeError, ValueError, KeyError) as exc:
             raise ModelLoadError(
                 f"{directory / 'card.json'}: invalid confidence or registration entry ({exc})"
             ) from None
+        if det.experimental:
+            warnings.warn(det.experimental_note, ExperimentalModelWarning, stacklevel=2)
+        return det
+
+    @property
+    def experimental_note(self) -> str:
+        """One line on the model's experimental status ("" for a regular model)."""
+        if not self.experimental:
+            return ""
+        note = str(self.card.get("status_note", "below its accuracy targets"))
+        return f"model {self.name} {self.version} is experimental: {note}"
 
     def __repr__(self) -> str:
         return f"Detector({self.name} {self.version}, {len(self.names)} landmarks, device={self.device})"
@@ -235,7 +250,8 @@ class Detector:
 
     def _predict_radiograph(self, rg: Radiograph, timings: dict[str, float]) -> Prediction:
         cfg = self.config
-        msgs: list[str] = []
+        # said once when the model is loaded, and kept with every prediction
+        msgs: list[str] = [f"{rg.name}: {self.experimental_note}"] if self.experimental else []
         t = time.perf_counter()
         if cfg.fine_height_px:  # a spacing-free model (spine): resampled to a fixed height
             sp = rg.spacing or Spacing(1.0, 1.0)

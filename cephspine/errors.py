@@ -76,3 +76,8 @@ class AnatomyWarning(CephspineWarning):
 
 class SpacingWarning(CephspineWarning):
     """The pixel spacing is unknown, so millimetre outputs are unavailable."""
+
+
+class ExperimentalModelWarning(CephspineWarning):
+    """The model's card marks it experimental: it falls short of its accuracy targets
+    (the card's ``status_note`` says by how much)."""

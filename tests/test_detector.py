@@ -359,3 +359,31 @@ def test_other_landmark_count_and_kernel(make_model_dir, tiny_config, tmp_path: 
     pred = det.predict(_image(333, 250), spacing=0.12)
     _check(pred, n=5)
     assert pred.names == CEPH_LANDMARKS[:5]
+
+
+# --- experimental models -------------------------------------------------------------
+
+
+def test_experimental_model_says_so_on_load_in_predictions_and_card(make_model_dir, tmp_path: Path) -> None:
+    from cephspine import ExperimentalModelWarning
+    from cephspine.registry import read_card
+    from cephspine.training.export import render_model_card
+
+    note = "held-out Cobb SMAPE 30 % against a target of 11 %"
+    d = make_model_dir(tmp_path / "exp", status="experimental", status_note=note)
+    with pytest.warns(ExperimentalModelWarning, match="experimental: held-out Cobb SMAPE 30 %"):
+        det = Detector.from_pretrained(d, device="cpu")
+    assert det.experimental and note in det.experimental_note
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ExperimentalModelWarning)  # said at load, not at each prediction
+        warnings.simplefilter("ignore", LowConfidenceWarning)
+        pred = det.predict(_image(200, 180), spacing=0.1)
+    assert pred.warnings[0] == f"<array>: model {det.name} {det.version} is experimental: {note}"
+    assert "**Experimental.** " + note in render_model_card(read_card(d))
+
+    regular = make_model_dir(tmp_path / "regular")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ExperimentalModelWarning)
+        det = Detector.from_pretrained(regular, device="cpu")
+    assert not det.experimental and det.experimental_note == ""
+    assert "Experimental" not in render_model_card(read_card(regular))

@@ -52,6 +52,14 @@ def render_model_card(card: dict[str, Any]) -> str:
         + ", ".join(card["landmarks"])
         + ".",
         "",
+    ]
+    if card.get("status") == "experimental":
+        lines += [
+            f"> **Experimental.** {card.get('status_note', 'Below its accuracy targets.')} Loading it issues an "
+            "`ExperimentalModelWarning`, and every prediction carries the same note in its warnings.",
+            "",
+        ]
+    lines += [
         "## Architecture",
         "",
         card["architecture"] + ".",
@@ -61,7 +69,9 @@ def render_model_card(card: dict[str, Any]) -> str:
         f"kernel {tuple(cfg['context_kernel'])}, 7 dilated layers on a grid {cfg['context_stride']}x coarser.",
         f"- Refinement: {cfg['patch']}x{cfg['patch']} patches at {cfg['fine_mm']:g} mm/px, U-Net base "
         f"{cfg['refine_base']}, depth {cfg['refine_depth']}, CBAM at every level.",
-        f"- Targets: Gaussian heatmaps, sigma {cfg['sigma_px']:g} px of each stage's grid. Coarse stage: peak 1, "
+        f"- Targets: Gaussian heatmaps, sigma {cfg['sigma_px']:g} px of each stage's grid"
+        + (f" ({cfg['coarse_sigma_px']:g} px on the coarse grid)" if cfg.get("coarse_sigma_px") else "")
+        + ". Coarse stage: peak 1, "
         "MSE loss. Refinement: cross-entropy between a spatial softmax and the Gaussian normalised to sum 1.",
         "- Weights: fp16 safetensors (cast to float32 on load).",
     ]
@@ -117,7 +127,7 @@ def render_model_card(card: dict[str, Any]) -> str:
                 else "Not cross-validated (too few held-out images)."
             ),
             "",
-            "| confidence bin | landmarks | mean confidence | observed rate within 2 mm |",
+            f"| confidence bin | landmarks | mean confidence | observed rate within {c.get('radius_mm', 2):g} mm |",
             "|---|---|---|---|",
         ] + [
             f"| {r['bin_lo']:.1f}-{r['bin_hi']:.1f} | {r['n']} | {r['mean_confidence']:.2f} "
