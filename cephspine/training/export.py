@@ -54,8 +54,9 @@ def render_model_card(card: dict[str, Any]) -> str:
         "",
     ]
     if card.get("status") == "experimental":
+        note = str(card.get("status_note", "below its accuracy targets")).rstrip(".")
         lines += [
-            f"> **Experimental.** {card.get('status_note', 'Below its accuracy targets.')} Loading it issues an "
+            f"> **Experimental.** {note[:1].upper() + note[1:]}. Loading it issues an "
             "`ExperimentalModelWarning`, and every prediction carries the same note in its warnings.",
             "",
         ]
