@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -105,11 +106,20 @@ def make_model_dir(tiny_config):
 # --- a small DICOM radiograph for the identifier and privacy tests --------------------
 
 
-def write_dicom(path: Path, pixels: bytes | None = None, **identifiers: str) -> Path:
-    """Write a 300 × 240 12-bit DX DICOM with 0.1 mm Pixel Spacing to ``path`` (skip without pydicom).
+def dicom_dataset(
+    rows: int = 300,
+    cols: int = 240,
+    *,
+    pixels: bytes | None = None,
+    seed: int = 3,
+    spacing_mm: float | None = 0.1,
+    **attrs: object,
+) -> Any:
+    """A 12-bit DX DICOM dataset with random Pixel Data (skip without pydicom).
 
-    ``identifiers`` are set as attributes (``PatientName="Doe^Jane"``); ``pixels`` replaces
-    the default random Pixel Data (e.g. cut short, to make the file unreadable).
+    ``pixels`` replaces the random Pixel Data (e.g. cut short, to make the file
+    unreadable); ``spacing_mm=None`` leaves Pixel Spacing out; ``attrs`` are set last
+    (identifiers such as ``PatientName="Doe^Jane"``, or overrides of any attribute).
     """
     pydicom = pytest.importorskip("pydicom")
     from pydicom.dataset import FileMetaDataset
@@ -122,13 +132,23 @@ def write_dicom(path: Path, pixels: bytes | None = None, **identifiers: str) -> 
     ds = pydicom.Dataset()
     ds.file_meta = meta
     ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    for key, value in identifiers.items():
-        setattr(ds, key, value)
-    ds.Modality, ds.Rows, ds.Columns = "DX", 300, 240
+    ds.Modality, ds.Rows, ds.Columns = "DX", rows, cols
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelSpacing = [0.1, 0.1]
-    default = np.random.default_rng(3).integers(0, 4095, (300, 240)).astype(np.uint16).tobytes()
-    ds.PixelData = default if pixels is None else pixels
-    ds.save_as(path, enforce_file_format=True)
+    if spacing_mm is not None:
+        ds.PixelSpacing = [spacing_mm, spacing_mm]
+    random = np.random.default_rng(seed).integers(0, 4095, (rows, cols)).astype(np.uint16).tobytes()
+    ds.PixelData = random if pixels is None else pixels
+    for key, value in attrs.items():
+        setattr(ds, key, value)
+    return ds
+
+
+def write_dicom(path: Path, pixels: bytes | None = None, **identifiers: str) -> Path:
+    """Write a 300 × 240 12-bit DX DICOM with 0.1 mm Pixel Spacing to ``path`` (skip without pydicom).
+
+    ``identifiers`` are set as attributes (``PatientName="Doe^Jane"``); ``pixels`` replaces
+    the default random Pixel Data (e.g. cut short, to make the file unreadable).
+    """
+    dicom_dataset(pixels=pixels, **identifiers).save_as(path, enforce_file_format=True)
     return path

@@ -18,6 +18,7 @@ from PIL import Image
 
 import cephspine
 from cephspine.errors import CephspineError
+from tests.conftest import dicom_dataset
 
 FUZZ = settings(
     max_examples=40,
@@ -39,25 +40,8 @@ def _valid_files() -> dict[str, bytes]:
 
 
 def _dicom_bytes(rows: int, cols: int, **attrs: object) -> bytes:
-    import pydicom
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = pydicom.Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.Modality, ds.Rows, ds.Columns = "DX", rows, cols
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelData = np.random.default_rng(1).integers(0, 4095, (rows, cols)).astype(np.uint16).tobytes()
-    for k, v in attrs.items():
-        setattr(ds, k, v)
     buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
+    dicom_dataset(rows, cols, seed=1, spacing_mm=None, **attrs).save_as(buf, enforce_file_format=True)
     return buf.getvalue()
 
 
