@@ -262,13 +262,19 @@ def analyze_image(
         except Exception as exc:
             analysis, failure, landmarks = None, exc, []
     if analysis is None:
-        row = {c: ("" if c in text else math.nan) for c in columns}
-        row.update(image=key, kind=kind, status="error")
-        row["error"] = tidy(f"{type(failure).__name__}: {failure}")
+        row = _error_row(kind, include_identifiers, key, tidy(f"{type(failure).__name__}: {failure}"))
     cleaned = [tidy(m) for m in messages]
     row["warnings"] = " | ".join(cleaned)
     row["n_warnings"] = len(cleaned) if (cleaned or analysis is not None) else math.nan
     return ImageResult(row, landmarks)
+
+
+def _error_row(kind: str, include_identifiers: bool, key: str, error: str) -> dict[str, Any]:
+    """The cohort row of an image that could not be analysed: empty cells, ``status="error"``."""
+    columns, text = row_columns(kind, include_identifiers)
+    row: dict[str, Any] = {c: ("" if c in text else math.nan) for c in columns}
+    row.update(image=key, kind=kind, status="error", error=error)
+    return row
 
 
 def analyze_row(
@@ -705,8 +711,6 @@ class CohortWriter:
 
 # ---------------------------------------------------------------------------- warnings
 _THREAD = threading.local()
-_ROUTER_LOCK = threading.Lock()
-_ROUTERS = 0
 
 
 @contextlib.contextmanager
@@ -871,11 +875,8 @@ def _run_ray(
             row, landmarks = ray.get(done[0])
             result = ImageResult(row, landmarks)
         except Exception as exc:  # the worker died (e.g. out of memory): an error row
-            columns, text = row_columns(kind, include_identifiers)
-            row = {c: ("" if c in text else math.nan) for c in columns}
             message = _one_line(str(exc)).replace(str(task[0]), task[1])[:500]
-            row.update(image=task[1], kind=kind, status="error", error=f"{type(exc).__name__}: {message}")
-            result = ImageResult(row, [])
+            result = ImageResult(_error_row(kind, include_identifiers, task[1], f"{type(exc).__name__}: {message}"), [])
         if queue:
             submit(i)
         yield task, result

@@ -190,8 +190,7 @@ def coarse_batch(
     x = cache.coarse[idx]
     xy = fine_to_coarse(cache.xy_fine[idx], cfg.coarse_pool)  # (B, N, 2)
     b, _, h, w = x.shape
-    if augment and flip_perm is not None:
-        x, xy = x.clone(), xy.copy()
+    if augment and flip_perm is not None:  # x and xy are already copies (indexed, converted)
         for k in np.flatnonzero(rng.random(b) < 0.5):
             wc = min(w, int(math.ceil(cache.size_hw[idx[k]][1] / cfg.coarse_pool)))
             x[k, :, :, :wc] = x[k, :, :, :wc].flip(-1)
