@@ -51,7 +51,7 @@ def _fail(exc: BaseException) -> None:
 @app.command()
 def models() -> None:
     """List the models that ship with cephspine (and those in $CEPHSPINE_WEIGHTS)."""
-    from cephspine.registry import available_models, read_card, resolve
+    from cephspine.registry import available_models, experimental_status, read_card, resolve
 
     for name in available_models():
         card = read_card(resolve(name))
@@ -59,7 +59,7 @@ def models() -> None:
         acc = f"val MRE {m['mre_mm']:.2f} mm, SDR 2 mm {m['sdr_2mm_pct']:.1f} %" if "mre_mm" in m else ""
         if "cobb_smape_pct" in m:
             acc += f", Cobb SMAPE {m['cobb_smape_pct']:.1f} %"
-        status = "\texperimental" if card.get("status") == "experimental" else ""
+        status = "\texperimental" if experimental_status(card) is not None else ""
         typer.echo(f"{name}\t{card['version']}\t{len(card['landmarks'])} landmarks\t{acc}{status}")
 
 

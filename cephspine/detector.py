@@ -41,7 +41,7 @@ from cephspine.prediction import Prediction
 from cephspine.preprocess import normalize_intensity
 from cephspine.radiograph import Radiograph, Spacing
 from cephspine.registration import Template, register, warp_to_template
-from cephspine.registry import TEMPLATE_FILE, WEIGHTS_FILE, read_card, resolve
+from cephspine.registry import TEMPLATE_FILE, WEIGHTS_FILE, experimental_status, read_card, resolve
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,8 @@ class Detector:
         self.detect_facing = bool(card.get("detect_facing", True))
         self.template = template
         self.register = register if template is not None else "never"
-        self.experimental = card.get("status") == "experimental"
+        self._status = experimental_status(card)
+        self.experimental = self._status is not None
         """The card marks this model experimental (below its accuracy targets); every
         prediction says so in its warnings."""
         reg = card.get("registration", {})
@@ -216,10 +217,9 @@ class Detector:
     @property
     def experimental_note(self) -> str:
         """One line on the model's experimental status ("" for a regular model)."""
-        if not self.experimental:
+        if self._status is None:
             return ""
-        note = str(self.card.get("status_note", "below its accuracy targets"))
-        return f"model {self.name} {self.version} is experimental: {note}"
+        return f"model {self.name} {self.version} is experimental: {self._status}"
 
     def __repr__(self) -> str:
         return f"Detector({self.name} {self.version}, {len(self.names)} landmarks, device={self.device})"

@@ -64,6 +64,14 @@ def resolve(name_or_dir: str | os.PathLike[str]) -> Path:
     )
 
 
+def experimental_status(card: dict[str, Any]) -> str | None:
+    """The card's note (without a final full stop) when it marks the model experimental
+    (``"status": "experimental"``: below its accuracy targets), else ``None``."""
+    if card.get("status") != "experimental":
+        return None
+    return str(card.get("status_note", "below its accuracy targets")).rstrip(".")
+
+
 def read_card(model_dir: Path) -> dict[str, Any]:
     """Read and validate ``card.json`` of a model directory.
 

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from cephspine.registration import Template
-from cephspine.registry import CARD_FILE, TEMPLATE_FILE, WEIGHTS_FILE
+from cephspine.registry import CARD_FILE, TEMPLATE_FILE, WEIGHTS_FILE, experimental_status
 
 
 def state_to_tensors(prefix: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -53,8 +53,8 @@ def render_model_card(card: dict[str, Any]) -> str:
         + ".",
         "",
     ]
-    if card.get("status") == "experimental":
-        note = str(card.get("status_note", "below its accuracy targets")).rstrip(".")
+    note = experimental_status(card)
+    if note is not None:
         lines += [
             f"> **Experimental.** {note[:1].upper() + note[1:]}. Loading it issues an "
             "`ExperimentalModelWarning`, and every prediction carries the same note in its warnings.",
