@@ -7,7 +7,7 @@ import os
 import time
 import warnings
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -430,34 +430,44 @@ class Detector:
                 return exc
 
         if prefetch <= 0:
-            loaded: Iterator[Radiograph | CephspineError] = (load(i) for i in images)
+            loaded: Generator[Radiograph | CephspineError, None, None] = (load(i) for i in images)
         else:
             loaded = _prefetched(load, images, prefetch)
-        for item in loaded:
-            if isinstance(item, CephspineError):
-                if errors == "raise":
-                    raise item
-                yield item
-                continue
-            try:
-                yield self._predict_radiograph(item, {})
-            except CephspineError as exc:
-                if errors == "raise":
-                    raise
-                yield exc
+        try:
+            for item in loaded:
+                if isinstance(item, CephspineError):
+                    if errors == "raise":
+                        raise item
+                    yield item
+                    continue
+                try:
+                    yield self._predict_radiograph(item, {})
+                except CephspineError as exc:
+                    if errors == "raise":
+                        raise
+                    yield exc
+        finally:  # stop the decoding thread here and now, not whenever the garbage collector runs
+            loaded.close()
 
 
-def _prefetched(fn: Any, items: Iterable[Any], depth: int) -> Iterator[Any]:
-    """``fn(item)`` for each item, computed up to ``depth`` items ahead in one worker thread."""
+def _prefetched(fn: Any, items: Iterable[Any], depth: int) -> Generator[Any, None, None]:
+    """``fn(item)`` for each item, computed up to ``depth`` items ahead in one worker thread.
+
+    Closing the generator early cancels the queued items without waiting for the worker
+    (which ends after its current item), so that closing never blocks: not even when the
+    garbage collector closes it in whatever thread it runs in.
+    """
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cephspine-load") as pool:
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cephspine-load")
+    try:
         pending: deque[Any] = deque()
-        it = iter(items)
-        for item in it:
+        for item in items:
             pending.append(pool.submit(fn, item))
             if len(pending) > depth:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)

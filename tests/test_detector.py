@@ -182,6 +182,29 @@ def test_predict_iter_consumes_lazily(detector: Detector) -> None:
     it.close()
 
 
+def test_closing_predict_iter_stops_the_decoding_thread(detector: Detector) -> None:
+    import threading
+    import time
+
+    def endless():
+        i = 0
+        while True:
+            yield _image(150, 120, seed=i).astype(np.float32)
+            i += 1
+
+    def loaders() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name.startswith("cephspine-load")]
+
+    it = detector.predict_iter(endless(), spacing=0.1, prefetch=2)
+    next(it)
+    assert loaders()
+    it.close()
+    deadline = time.monotonic() + 10
+    while loaders() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not loaders()
+
+
 class _Echo(torch.nn.Module):
     """Heatmaps = input image (times an optional weight map), copied to every landmark."""
 
