@@ -17,7 +17,9 @@ import torch.nn.functional as F
 
 from cephspine.heatmaps import decode
 from cephspine.models import AppearanceContextNet
+from cephspine.models.vertebra import VertebraCentreNet
 from cephspine.preprocess import Resampled, crop_patches, resample
+from cephspine.vertebrae import decode_vertebrae
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,16 @@ class StageConfig:
     min_width_px: int | None = None
     """When set, narrower fine images are padded on the right to this width: the canvas
     the coarse stage was trained on (its global context sees the same frame)."""
+    coarse_target: str = "landmarks"
+    """What the coarse stage finds: ``"landmarks"`` (one heatmap per landmark) or
+    ``"vertebrae"`` (vertebra centres with corner offsets, identity from top-to-bottom
+    order; ``n_landmarks`` is then 4 per vertebra)."""
+
+    def __post_init__(self) -> None:
+        if self.coarse_target not in ("landmarks", "vertebrae"):
+            raise ValueError(f"coarse_target must be 'landmarks' or 'vertebrae', not {self.coarse_target!r}")
+        if self.coarse_target == "vertebrae" and self.n_landmarks % 4:
+            raise ValueError(f"a vertebra model has 4 corners per vertebra, not {self.n_landmarks} landmarks")
 
     @property
     def coarse_mm(self) -> float:
@@ -72,7 +84,11 @@ class StageConfig:
             kw["context_kernel"] = tuple(kw["context_kernel"])
         return cls(**kw)
 
-    def build_coarse(self) -> AppearanceContextNet:
+    def build_coarse(self) -> torch.nn.Module:
+        if self.coarse_target == "vertebrae":
+            return VertebraCentreNet(
+                self.coarse_base, self.coarse_depth, self.context_width, self.context_kernel, self.context_stride
+            )
         return AppearanceContextNet(
             self.n_landmarks,
             base=self.coarse_base,
@@ -153,12 +169,17 @@ def coarse_stage(
     device: torch.device | str = "cpu",
     valid_hw: tuple[int, int] | None = None,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """Coarse positions in **fine** pixels ``(B, N, 2)`` and heatmap peaks ``(B, N)``.
+    """Coarse positions in **fine** pixels ``(B, N, 2)`` and heatmap peaks ``(B, N)`` (for
+    a vertebra model: the centre probability of each corner's vertebra).
 
     ``valid_hw``: the fine image's unpadded size; heatmap pixels over the padding are
     ignored by the arg-max.
     """
     hm = net(coarse_imgs.to(device))
+    if cfg.coarse_target == "vertebrae":
+        grid_hw = None if valid_hw is None else (-(-valid_hw[0] // cfg.coarse_pool), -(-valid_hw[1] // cfg.coarse_pool))
+        xy, peak = decode_vertebrae(hm, cfg.n_landmarks // 4, grid_hw)
+        return coarse_to_fine(xy, cfg.coarse_pool), peak
     if valid_hw is not None:
         h = -(-valid_hw[0] // cfg.coarse_pool)
         w = -(-valid_hw[1] // cfg.coarse_pool)

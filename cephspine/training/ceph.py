@@ -24,6 +24,7 @@ from cephspine.heatmaps import gaussian_targets
 from cephspine.pipeline import StageConfig, coarse_stage, fine_to_coarse, prepare
 from cephspine.preprocess import crop_patches, normalize_intensity, pixel_affine_to_theta
 from cephspine.training.augment import random_intensity, random_linear
+from cephspine.vertebrae import vertebra_loss
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +183,23 @@ def coarse_batch(
     augment: bool = True,
     flip_perm: np.ndarray | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Augmented coarse images and targets for the images ``idx``.
+    """Augmented coarse images and Gaussian targets for the images ``idx`` (see
+    :func:`augmented_coarse`)."""
+    x, xy = augmented_coarse(cache, idx, rng, cfg, augment, flip_perm)
+    sigma = cfg.coarse_sigma_px if cfg.coarse_sigma_px is not None else cfg.sigma_px
+    return x, gaussian_targets(xy, x.shape[-2], x.shape[-1], sigma)
+
+
+def augmented_coarse(
+    cache: CephCache,
+    idx: np.ndarray,
+    rng: np.random.Generator,
+    cfg: StageConfig,
+    augment: bool = True,
+    flip_perm: np.ndarray | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Augmented coarse images ``(B, 1, H, W)`` and landmarks ``(B, N, 2)`` (coarse pixels)
+    for the images ``idx``.
 
     With ``flip_perm`` (the landmark order of the mirror image, e.g. left and right
     corners swapped) half of the images are mirrored left-right within their own width.
@@ -207,9 +224,7 @@ def coarse_batch(
         inv = torch.linalg.inv(lin).numpy()
         xy = np.einsum("bij,bnj->bni", inv, xy - trans.numpy()[:, None, :])
         x = random_intensity(rng, x)
-    sigma = cfg.coarse_sigma_px if cfg.coarse_sigma_px is not None else cfg.sigma_px
-    y = gaussian_targets(torch.tensor(xy, dtype=torch.float32), h, w, sigma)
-    return x, y
+    return x, torch.tensor(xy, dtype=torch.float32)
 
 
 def refine_batch(
@@ -290,8 +305,13 @@ def train_coarse(
         perm = rng.permutation(n)
         losses = []
         for s in range(0, n - batch + 1, batch):
-            x, y = coarse_batch(train, perm[s : s + batch], rng, cfg, flip_perm=flip_perm)
-            loss = F.mse_loss(net(x), y) * 100
+            if cfg.coarse_target == "vertebrae":
+                x, xy = augmented_coarse(train, perm[s : s + batch], rng, cfg, flip_perm=flip_perm)
+                sigma = cfg.coarse_sigma_px if cfg.coarse_sigma_px is not None else cfg.sigma_px
+                loss = vertebra_loss(net(x), xy, sigma)
+            else:
+                x, y = coarse_batch(train, perm[s : s + batch], rng, cfg, flip_perm=flip_perm)
+                loss = F.mse_loss(net(x), y) * 100
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -70,10 +70,18 @@ def render_model_card(card: dict[str, Any]) -> str:
         f"kernel {tuple(cfg['context_kernel'])}, 7 dilated layers on a grid {cfg['context_stride']}x coarser.",
         f"- Refinement: {cfg['patch']}x{cfg['patch']} patches at {cfg['fine_mm']:g} mm/px, U-Net base "
         f"{cfg['refine_base']}, depth {cfg['refine_depth']}, CBAM at every level.",
-        f"- Targets: Gaussian heatmaps, sigma {cfg['sigma_px']:g} px of each stage's grid"
-        + (f" ({cfg['coarse_sigma_px']:g} px on the coarse grid)" if cfg.get("coarse_sigma_px") else "")
-        + ". Coarse stage: peak 1, "
-        "MSE loss. Refinement: cross-entropy between a spatial softmax and the Gaussian normalised to sum 1.",
+        (
+            f"- Coarse stage: one class-agnostic heatmap of vertebra centres (Gaussian, sigma "
+            f"{cfg.get('coarse_sigma_px') or cfg['sigma_px']:g} px, focal loss) and the offsets from each centre "
+            "to its four corners (L1 loss); the strongest separate peaks, sorted top to bottom, are the "
+            "vertebrae. Refinement: Gaussian heatmaps, sigma "
+            f"{cfg['sigma_px']:g} px, cross-entropy between a spatial softmax and the Gaussian normalised to sum 1."
+            if cfg.get("coarse_target") == "vertebrae"
+            else f"- Targets: Gaussian heatmaps, sigma {cfg['sigma_px']:g} px of each stage's grid"
+            + (f" ({cfg['coarse_sigma_px']:g} px on the coarse grid)" if cfg.get("coarse_sigma_px") else "")
+            + ". Coarse stage: peak 1, MSE loss. Refinement: cross-entropy between a spatial softmax and the "
+            "Gaussian normalised to sum 1."
+        ),
         "- Weights: fp16 safetensors (cast to float32 on load).",
     ]
     if "registration" in card:

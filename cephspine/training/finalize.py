@@ -185,8 +185,13 @@ def finalize_spine(
         "landmarks": list(SPINE_LANDMARKS),
         "config": cfg.to_dict(),
         "architecture": (
-            "coarse: CBAM U-Net (local appearance) x 7-layer dilated global-context net with "
-            f"{tuple(cfg.context_kernel)} kernels, image resampled to {height // cfg.coarse_pool} px high; "
+            (
+                "coarse: vertebra centres and corner offsets, CBAM U-Net (local appearance) with its "
+                "centre heatmap multiplied by a 7-layer dilated global-context net with "
+                if cfg.coarse_target == "vertebrae"
+                else "coarse: CBAM U-Net (local appearance) x 7-layer dilated global-context net with "
+            )
+            + f"{tuple(cfg.context_kernel)} kernels, image resampled to {height // cfg.coarse_pool} px high; "
             f"refine: CBAM U-Net on {cfg.patch}x{cfg.patch} patches of the image resampled to {height} px high"
         ),
         "detect_facing": False,

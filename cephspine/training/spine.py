@@ -33,19 +33,21 @@ log = logging.getLogger(__name__)
 SPINE_CONFIG = StageConfig(
     n_landmarks=68,
     fine_height_px=1024,
-    coarse_pool=8,
+    coarse_pool=4,
     pad_multiple=128,
     context_kernel=(5, 3),
-    context_stride=4,
+    context_stride=8,
     patch=64,
     min_width_px=640,
-    coarse_sigma_px=3.0,
+    coarse_sigma_px=2.0,
+    coarse_target="vertebrae",
 )
-"""Fine grid 1024 px high, coarse grid 128 px high (the paper uses 512), global context on
-a 32 × 20 grid with 5 × 3 kernels (the paper: 64 × 32 on a 512-high image). The coarse
-stage only has to put each corner on the right vertebra (the refinement stage works on the
-fine grid), and at 128 px its receptive field spans the whole spine, which is what tells
-one vertebra from its look-alike neighbours."""
+"""Fine grid 1024 px high; the coarse stage finds the 17 vertebra centres on a grid 256 px
+high (vertebrae about 12 px apart, centre targets σ 2 px) and reads each vertebra's four
+corners from offset channels; vertebra identity comes from the top-to-bottom order of the
+centres, so the network never has to count vertebrae. Global context on a 32 × 20 grid
+with 5 × 3 kernels (the paper: 64 × 32 on a 512-high image). The refinement stage then
+places each corner on the fine grid."""
 
 FLIP_PERM = np.arange(68).reshape(17, 4)[:, [1, 0, 3, 2]].ravel()
 """Corner order of a left-right mirrored spine: TL ↔ TR and BL ↔ BR of each vertebra

@@ -16,7 +16,8 @@ from tests.conftest import TINY_CONFIG_KW
 pytestmark = pytest.mark.shared_data
 
 
-def test_train_finalize_predict_spine(shared_data: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("coarse_target", ["landmarks", "vertebrae"])
+def test_train_finalize_predict_spine(shared_data: Path, tmp_path: Path, coarse_target: str) -> None:
     import cephspine
     from cephspine.training.ceph import train_coarse, train_refine
     from cephspine.training.finalize import finalize_spine
@@ -27,7 +28,8 @@ def test_train_finalize_predict_spine(shared_data: Path, tmp_path: Path) -> None
     assert len(tr) + len(va) + len(excluded) == 481
     assert "sunhl-1th-30-Dec-2016-161_A_AP.jpg" in excluded  # corners out of order
     assert not set(tr) & set(va) and not set(excluded) & (set(tr) | set(va))
-    cfg = StageConfig(**(TINY_CONFIG_KW | {"n_landmarks": 68, "fine_height_px": 128, "context_kernel": (5, 3)}))  # type: ignore[arg-type]
+    kw = {"n_landmarks": 68, "fine_height_px": 128, "context_kernel": (5, 3), "coarse_target": coarse_target}
+    cfg = StageConfig(**(TINY_CONFIG_KW | kw))  # type: ignore[arg-type]
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.json").write_text(json.dumps(cfg.to_dict()))
@@ -43,7 +45,9 @@ def test_train_finalize_predict_spine(shared_data: Path, tmp_path: Path) -> None
         rec = cephspine.AasceDataset(data)[va[0]]
         pred = det.predict(rec.radiograph)
     assert pred.xy_px.shape == (68, 2) and np.isfinite(pred.xy_px).all()
-    assert (run / "model" / "MODEL_CARD.md").read_text().count("Cobb SMAPE") == 1
+    card_md = (run / "model" / "MODEL_CARD.md").read_text()
+    assert card_md.count("Cobb SMAPE") == 1
+    assert ("vertebra centres" in card_md) == (coarse_target == "vertebrae")
 
 
 def test_mirror_augmentation_keeps_left_corners_left(shared_data: Path) -> None:

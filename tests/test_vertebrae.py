@@ -1,0 +1,97 @@
+"""Vertebra-centre model: targets and loss, decoding (identity from order), configuration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cephspine.models.vertebra import VertebraCentreNet
+from cephspine.pipeline import StageConfig, coarse_stage
+from cephspine.vertebrae import decode_vertebrae, vertebra_loss
+
+H, W, V = 64, 40, 5
+
+
+def _spine(shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """Corners ``(4V, 2)`` of ``V`` upright vertebrae 10 px apart, TL, TR, BL, BR each."""
+    out = []
+    for v in range(V):
+        cx, cy = 20 + shift[0] + v * 0.5, 8 + 10 * v + shift[1]
+        out += [(cx - 6, cy - 3), (cx + 6, cy - 3.5), (cx - 6, cy + 3), (cx + 6, cy + 3.5)]
+    return np.asarray(out, dtype=np.float64)
+
+
+def _ideal_output(corners: np.ndarray, order: list[int] | None = None, score: float = 6.0) -> torch.Tensor:
+    """A network output whose centre logits peak at each vertebra's (rounded) centre and
+    whose offsets there point at its corners; vertebrae written in ``order``."""
+    out = torch.full((1, 9, H, W), -8.0)
+    out[:, 1:] = 0.0
+    c4 = corners.reshape(V, 4, 2)
+    for v in order if order is not None else range(V):
+        cx, cy = np.round(c4[v].mean(0)).astype(int)
+        out[0, 0, cy, cx] = score
+        out[0, 1:, cy, cx] = torch.tensor((c4[v] - (cx, cy)).ravel() / VertebraCentreNet.offset_unit)
+    return out
+
+
+def test_decode_recovers_corners_in_top_to_bottom_order() -> None:
+    corners = _spine()
+    xy, score = decode_vertebrae(_ideal_output(corners, order=[3, 0, 4, 1, 2]), V)
+    assert xy.shape == (1, 4 * V, 2) and score.shape == (1, 4 * V)
+    np.testing.assert_allclose(xy[0], corners, atol=1e-5)
+    assert np.all(score > 0.99)
+
+
+def test_decode_ignores_peaks_over_padding_and_fills_missing_vertebrae() -> None:
+    corners = _spine()
+    out = _ideal_output(corners)
+    out[0, 0, 60, 38] = 20.0  # a stronger peak in the padding
+    xy, _ = decode_vertebrae(out, V, valid_hw=(56, 36))
+    np.testing.assert_allclose(xy[0], corners, atol=1e-5)
+    # one vertebra's peak removed: still V vertebrae, the filler with a low score
+    out = _ideal_output(corners)
+    cx, cy = np.round(corners[8:12].mean(0)).astype(int)
+    out[0, 0, cy, cx] = -8.0
+    xy, score = decode_vertebrae(out, V)
+    assert xy.shape == (1, 4 * V, 2) and np.isfinite(xy).all()
+    assert np.sort(score[0])[0] < 0.01 and (score[0] > 0.99).sum() == 4 * (V - 1)
+
+
+def test_loss_prefers_the_true_spine_and_trains_offsets() -> None:
+    xy = torch.tensor(_spine()[None], dtype=torch.float32)
+    good = vertebra_loss(_ideal_output(_spine()), xy, sigma=1.5)
+    shifted = vertebra_loss(_ideal_output(_spine((0.0, 5.0))), xy, sigma=1.5)
+    assert float(good) < float(shifted)
+    torch.manual_seed(0)
+    net = VertebraCentreNet(base=4, depth=2, context_width=8, context_stride=4)
+    img = torch.rand(1, 1, H, W)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    first = float(vertebra_loss(net(img), xy, 1.5).detach())
+    for _ in range(150):
+        loss = vertebra_loss(net(img), xy, 1.5)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss.detach()) < 0.2 * first
+    net.eval()
+    with torch.no_grad():
+        pred, _ = decode_vertebrae(net(img), V)
+    assert np.abs(pred[0] - _spine()).mean() < 2.0  # memorised: right vertebrae, right corners
+
+
+def test_stage_config_vertebra_model() -> None:
+    cfg = StageConfig(n_landmarks=4 * V, coarse_target="vertebrae", coarse_base=4, coarse_depth=2,
+                      context_width=8, context_stride=4, pad_multiple=16)  # fmt: skip
+    assert isinstance(cfg.build_coarse(), VertebraCentreNet)
+    assert StageConfig.from_dict(cfg.to_dict()) == cfg
+    net = cfg.build_coarse().eval()
+    img = torch.rand(1, 1, H, W)
+    xy, peak = coarse_stage(net, img, cfg, "cpu", (H * 4, W * 4))
+    grid_xy, grid_peak = decode_vertebrae(net(img), V, (H, W))
+    np.testing.assert_allclose(xy, (grid_xy + 0.5) * 4 - 0.5)  # returned in fine pixels
+    np.testing.assert_allclose(peak, grid_peak)
+    with pytest.raises(ValueError, match="coarse_target"):
+        StageConfig(coarse_target="centres")
+    with pytest.raises(ValueError, match="4 corners"):
+        StageConfig(n_landmarks=19, coarse_target="vertebrae")
