@@ -32,6 +32,7 @@ from cephspine.pipeline import (
     coarse_stage,
     coarse_to_fine,
     fine_to_coarse,
+    for_inference,
     mirrored,
     prepare,
     refine_stage,
@@ -125,8 +126,8 @@ class Detector:
             raise ValueError("confidence.coef must have 4 values")
         self.device = device
         self.directory = directory
-        self.coarse = coarse.to(device).eval()
-        self.refine = refine.to(device).eval()
+        self.coarse = for_inference(coarse, device)
+        self.refine = for_inference(refine, device)
         self.training_spacing_mm = float(card.get("training_spacing_mm", 0.1))
         self.detect_facing = bool(card.get("detect_facing", True))
         self.template = template

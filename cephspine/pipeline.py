@@ -57,12 +57,18 @@ class StageConfig:
     """What the coarse stage finds: ``"landmarks"`` (one heatmap per landmark) or
     ``"vertebrae"`` (vertebra centres with corner offsets, identity from top-to-bottom
     order; ``n_landmarks`` is then 4 per vertebra)."""
+    coarse_levels: bool = False
+    """Vertebra models: the coarse net also regresses each pixel's spine level, and the
+    decoder assigns peaks to vertebrae by order *and* level (see
+    :func:`cephspine.vertebrae.decode_vertebrae`)."""
 
     def __post_init__(self) -> None:
         if self.coarse_target not in ("landmarks", "vertebrae"):
             raise ValueError(f"coarse_target must be 'landmarks' or 'vertebrae', not {self.coarse_target!r}")
         if self.coarse_target == "vertebrae" and self.n_landmarks % 4:
             raise ValueError(f"a vertebra model has 4 corners per vertebra, not {self.n_landmarks} landmarks")
+        if self.coarse_levels and self.coarse_target != "vertebrae":
+            raise ValueError("coarse_levels needs coarse_target='vertebrae'")
 
     @property
     def coarse_mm(self) -> float:
@@ -87,7 +93,12 @@ class StageConfig:
     def build_coarse(self) -> torch.nn.Module:
         if self.coarse_target == "vertebrae":
             return VertebraCentreNet(
-                self.coarse_base, self.coarse_depth, self.context_width, self.context_kernel, self.context_stride
+                self.coarse_base,
+                self.coarse_depth,
+                self.context_width,
+                self.context_kernel,
+                self.context_stride,
+                levels=self.coarse_levels,
             )
         return AppearanceContextNet(
             self.n_landmarks,
@@ -101,6 +112,17 @@ class StageConfig:
 
     def build_refine(self) -> AppearanceContextNet:
         return AppearanceContextNet(self.n_landmarks, base=self.refine_base, depth=self.refine_depth, context=False)
+
+
+def for_inference(net: torch.nn.Module, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """``net`` on ``device`` in eval mode with channels-last weights: oneDNN's fast path for
+    these convolutions on CPUs (about 1.5× faster for the refinement net, same outputs to
+    float rounding); the stages feed it channels-last inputs."""
+    return net.to(device=device).to(memory_format=torch.channels_last).eval()  # type: ignore[call-overload]
+
+
+def _net_input(x: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    return x.to(device=device, memory_format=torch.channels_last)
 
 
 def fine_to_coarse(xy: npt.NDArray[np.float64], pool: int) -> npt.NDArray[np.float64]:
@@ -175,7 +197,7 @@ def coarse_stage(
     ``valid_hw``: the fine image's unpadded size; heatmap pixels over the padding are
     ignored by the arg-max.
     """
-    hm = net(coarse_imgs.to(device))
+    hm = net(_net_input(coarse_imgs, device))
     if cfg.coarse_target == "vertebrae":
         grid_hw = None if valid_hw is None else (-(-valid_hw[0] // cfg.coarse_pool), -(-valid_hw[1] // cfg.coarse_pool))
         xy, peak = decode_vertebrae(hm, cfg.n_landmarks // 4, grid_hw)
@@ -205,7 +227,7 @@ def refine_stage(
     divided by the peak of the ideal target, about 1 for a sharp, confident heatmap.
     """
     patches = crop_patches(fine.image, centers_fine, cfg.patch)
-    out = net(patches.to(device))  # (N, N, p, p): patch k is read from channel k
+    out = net(_net_input(patches, device))  # (N, N, p, p): patch k is read from channel k
     idx = torch.arange(cfg.n_landmarks, device=out.device)
     logits = out[idx, idx][:, None]
     xy, _ = decode(logits)  # the log of a Gaussian is a parabola: exact sub-pixel fit

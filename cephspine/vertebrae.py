@@ -4,6 +4,10 @@ Vertebra identity comes from order, not from a channel per vertebra: the network
 vertebra centres (one class-agnostic heatmap), the ``n`` strongest separate peaks are
 sorted top to bottom, and each centre's four corners are read from the offset channels
 at its pixel. Corner order per vertebra: TL, TR, BL, BR.
+
+A network with a spine-level channel (``levels=True``) also says *which* vertebra each
+peak is; when there are more strong peaks than vertebrae, the decoder picks the run of
+consecutive peaks whose levels and strengths agree best (:func:`best_window`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,44 @@ NMS_WINDOW = 5
 """A centre is a peak when it is the maximum of its 5 × 5 neighbourhood (vertebrae are
 about 12 grid pixels apart on the 256-px-high grid)."""
 
+LEVEL_SD = 0.5
+"""Decoding: s.d. (in vertebrae) of the level read at a peak; a peak whose level is one
+vertebra off its slot costs as much as a 7.4× weaker peak."""
+
+CANDIDATE_MIN_PROB = 0.4
+"""Decoding with levels: a candidate peak needs at least this centre probability (weak
+peaks away from the spine have no meaningful level)."""
+
+LEVEL_MARGIN = 1.5
+"""Training: the level channel is supervised up to this many vertebrae above the first
+and below the last annotated one (so the neighbours C7 and S1 learn levels −1 and n)."""
+
+
+def level_targets(ctr: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Dense spine-level targets ``(H, W)`` and their mask for one image.
+
+    Args:
+        ctr: ``(V, 2)`` vertebra centres (grid pixels), top to bottom.
+
+    The level of a row is the vertebra index interpolated linearly between the centres'
+    rows (extrapolated with the end spacings above the first and below the last); it is
+    supervised within one mean vertebra spacing left and right of the spine's midline and
+    up to :data:`LEVEL_MARGIN` vertebrae beyond the ends.
+    """
+    v = len(ctr)
+    cy, cx = ctr[:, 1], ctr[:, 0]
+    ys = np.arange(h, dtype=np.float64)
+    level = np.interp(ys, cy, np.arange(v, dtype=np.float64))
+    top, bot = max(cy[1] - cy[0], 1e-3), max(cy[-1] - cy[-2], 1e-3)
+    level = np.where(ys < cy[0], (ys - cy[0]) / top, level)
+    level = np.where(ys > cy[-1], v - 1 + (ys - cy[-1]) / bot, level)
+    mid = np.interp(ys, cy, cx)
+    half = max(float(np.mean(np.diff(cy))), 1.0)
+    xs = np.arange(w, dtype=np.float64)
+    rows = (level >= -LEVEL_MARGIN) & (level <= v - 1 + LEVEL_MARGIN)
+    mask = (np.abs(xs[None, :] - mid[:, None]) <= half) & rows[:, None]
+    return np.broadcast_to(level[:, None], (h, w)).copy(), mask
+
 
 def _centres(xy: torch.Tensor) -> torch.Tensor:
     """``(B, 4V, 2)`` corners → ``(B, V, 2)`` vertebra centres (mean of the four corners)."""
@@ -26,11 +68,14 @@ def _centres(xy: torch.Tensor) -> torch.Tensor:
     return xy.view(b, n // N_CORNERS, N_CORNERS, 2).mean(dim=2)
 
 
-def vertebra_loss(out: torch.Tensor, xy: torch.Tensor, sigma: float, offset_weight: float = 1.0) -> torch.Tensor:
-    """Focal loss on the centre heatmap plus L1 on the corner offsets.
+def vertebra_loss(
+    out: torch.Tensor, xy: torch.Tensor, sigma: float, offset_weight: float = 1.0, level_weight: float = 4.0
+) -> torch.Tensor:
+    """Focal loss on the centre heatmap plus L1 on the corner offsets (and on the spine
+    levels, :func:`level_targets`, when ``out`` has the level channel).
 
     Args:
-        out: network output ``(B, 9, H, W)``.
+        out: network output ``(B, 9, H, W)`` or ``(B, 10, H, W)``.
         xy: ``(B, 4V, 2)`` corners in grid pixels, four per vertebra.
         sigma: σ of the Gaussian around each (integer) centre, grid pixels.
 
@@ -60,18 +105,33 @@ def vertebra_loss(out: torch.Tensor, xy: torch.Tensor, sigma: float, offset_weig
     flat = (pix[..., 1] * w + pix[..., 0]).long().view(b, 1, -1)  # (B, 1, V*9)
     pred = out[:, 1:].flatten(2).gather(2, flat.expand(b, 2 * N_CORNERS, flat.shape[-1]))  # (B, 8, V*9)
     pred = pred.view(b, N_CORNERS, 2, v, 9).permute(0, 3, 4, 1, 2)
-    return heat + offset_weight * F.l1_loss(pred, tgt)
+    loss = heat + offset_weight * F.l1_loss(pred, tgt)
+    if out.shape[1] > 1 + 2 * N_CORNERS:  # spine-level channel
+        lv, mk = zip(*(level_targets(c, h, w) for c in ctr.detach().double().numpy()))
+        level = (torch.as_tensor(np.stack(lv), dtype=out.dtype) - (v - 1) / 2) / VertebraCentreNet.level_unit
+        mask = torch.as_tensor(np.stack(mk))
+        if mask.any():
+            loss = loss + level_weight * F.l1_loss(out[:, 1 + 2 * N_CORNERS][mask], level[mask])
+    return loss
 
 
 @torch.no_grad()
 def decode_vertebrae(
-    out: torch.Tensor, n_vertebrae: int, valid_hw: tuple[int, int] | None = None
+    out: torch.Tensor,
+    n_vertebrae: int,
+    valid_hw: tuple[int, int] | None = None,
+    level_sd: float = LEVEL_SD,
+    min_prob: float = CANDIDATE_MIN_PROB,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Corners ``(B, 4 n, 2)`` in grid pixels and per-corner scores ``(B, 4 n)`` (the
     centre-heatmap probability of the corner's vertebra).
 
     ``valid_hw``: the unpadded grid size; peaks over the padding are ignored. When fewer than
     ``n_vertebrae`` peaks exist, the strongest remaining pixels fill in (with their low scores).
+    With a level channel and more than ``n_vertebrae`` peaks of probability ``min_prob``
+    or more, all those peaks are candidates and :func:`best_window` (with ``level_sd``)
+    chooses the run of ``n_vertebrae`` consecutive ones; otherwise the ``n_vertebrae``
+    strongest peaks are the vertebrae.
     """
     out = out.detach().float().cpu()
     b, _, h, w = out.shape
@@ -85,12 +145,38 @@ def decode_vertebrae(
     for k in range(b):
         # peaks first, then the other pixels by probability (ties are impossible to order otherwise)
         rank = (peaks[k, 0] + prob[k, 0] * 1e-3).flatten()
-        idx = torch.topk(rank, n_vertebrae).indices
+        levels = out.shape[1] > 1 + 2 * N_CORNERS
+        strong = int((peaks[k, 0] >= min_prob).sum()) if levels else 0
+        idx = torch.topk(rank, min(max(n_vertebrae, strong), h * w)).indices
         iy, ix = idx // w, idx % w
         order = torch.argsort(iy.double() + ix.double() * 1e-6)
         iy, ix = iy[order], ix[order]
-        off = out[k, 1:, iy, ix].T.reshape(n_vertebrae, N_CORNERS, 2).double() * VertebraCentreNet.offset_unit
+        if len(iy) > n_vertebrae:  # more strong peaks than vertebrae: the levels choose the run
+            lv = out[k, 1 + 2 * N_CORNERS, iy, ix].double().numpy() * VertebraCentreNet.level_unit
+            j = best_window(prob[k, 0, iy, ix].double().numpy(), lv + (n_vertebrae - 1) / 2, n_vertebrae, level_sd)
+            iy, ix = iy[j : j + n_vertebrae], ix[j : j + n_vertebrae]
+        off = out[k, 1 : 1 + 2 * N_CORNERS, iy, ix].T.reshape(n_vertebrae, N_CORNERS, 2).double()
+        off = off * VertebraCentreNet.offset_unit
         base = torch.stack([ix, iy], -1).double()[:, None, :]
         xy[k] = (base + off).reshape(-1, 2).numpy()
         score[k] = np.repeat(prob[k, 0, iy, ix].double().numpy(), N_CORNERS)
     return xy, score
+
+
+def best_window(prob: np.ndarray, level: np.ndarray, n: int, level_sd: float = LEVEL_SD) -> int:
+    """Start of the run of ``n`` consecutive candidates (sorted top to bottom) that become
+    vertebrae 0 … n−1: the run maximising ``Σ log p − Σ (level − slot)² / (2 level_sd²)``.
+
+    The level term is summed over the whole run, so one vertebra's level error matters
+    little while a chain shifted by one (C7 taken for T1, or the sacrum for L5) costs about
+    ``n / (2 level_sd²)``.
+    """
+    m = len(prob)
+    if m < n:
+        raise ValueError(f"{m} candidates for {n} vertebrae")
+    logp = np.log(np.clip(prob, 1e-6, 1.0))
+    slots = np.arange(n)
+    scores = [
+        logp[j : j + n].sum() - ((level[j : j + n] - slots) ** 2).sum() / (2 * level_sd**2) for j in range(m - n + 1)
+    ]
+    return int(np.argmax(scores))

@@ -13,10 +13,13 @@ from hypothesis import strategies as st
 from cephspine.heatmaps import gaussian_targets
 from cephspine.pipeline import (
     StageConfig,
+    coarse_stage,
     coarse_to_fine,
     fine_to_coarse,
+    for_inference,
     mirrored,
     prepare,
+    refine_stage,
     run_stages,
     unmirror_x,
 )
@@ -160,3 +163,19 @@ def test_prepare_pads_narrow_images_to_the_training_canvas(tiny_config: StageCon
     torch.testing.assert_close(fine.image[..., : plain.image.shape[-1]], plain.image)
     wide = np.random.default_rng(1).random((128, 200)).astype(np.float32)
     assert prepare(wide, (1.0, 1.0), cfg)[0].image.shape[-1] >= 200  # wider images are not cropped
+
+
+def test_channels_last_inference_matches_the_plain_networks(tiny_config: StageConfig) -> None:
+    torch.manual_seed(0)
+    coarse, refine = tiny_config.build_coarse().eval(), tiny_config.build_refine().eval()
+    fine, coarse_img = prepare(np.random.default_rng(0).random((300, 260), dtype=np.float32), (0.1, 0.1), tiny_config)
+    xy, peak = coarse_stage(coarse, coarse_img, tiny_config)
+    r_xy, r_peak = refine_stage(refine, fine, xy[0], tiny_config)
+    fast_c, fast_r = for_inference(coarse), for_inference(refine)  # converts in place, as the detector does
+    assert next(fast_r.parameters()).is_contiguous(memory_format=torch.channels_last)
+    xy2, peak2 = coarse_stage(fast_c, coarse_img, tiny_config)
+    r_xy2, r_peak2 = refine_stage(fast_r, fine, xy2[0], tiny_config)
+    np.testing.assert_allclose(xy2, xy, atol=1e-3)
+    np.testing.assert_allclose(r_xy2, r_xy, atol=1e-3)
+    np.testing.assert_allclose(peak2, peak, rtol=1e-3)
+    np.testing.assert_allclose(r_peak2, r_peak, rtol=1e-3)

@@ -8,7 +8,8 @@ import torch
 
 from cephspine.models.vertebra import VertebraCentreNet
 from cephspine.pipeline import StageConfig, coarse_stage
-from cephspine.vertebrae import decode_vertebrae, vertebra_loss
+from cephspine.training.ceph import load_overlapping
+from cephspine.vertebrae import best_window, decode_vertebrae, level_targets, vertebra_loss
 
 H, W, V = 64, 40, 5
 
@@ -22,16 +23,22 @@ def _spine(shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     return np.asarray(out, dtype=np.float64)
 
 
-def _ideal_output(corners: np.ndarray, order: list[int] | None = None, score: float = 6.0) -> torch.Tensor:
+def _ideal_output(
+    corners: np.ndarray, order: list[int] | None = None, score: float = 6.0, levels: bool = False
+) -> torch.Tensor:
     """A network output whose centre logits peak at each vertebra's (rounded) centre and
-    whose offsets there point at its corners; vertebrae written in ``order``."""
-    out = torch.full((1, 9, H, W), -8.0)
+    whose offsets there point at its corners; vertebrae written in ``order``. With
+    ``levels``, a tenth channel holds each vertebra's level at its centre."""
+    out = torch.full((1, 9 + levels, H, W), -8.0)
     out[:, 1:] = 0.0
-    c4 = corners.reshape(V, 4, 2)
-    for v in order if order is not None else range(V):
+    n = len(corners) // 4
+    c4 = corners.reshape(n, 4, 2)
+    for v in order if order is not None else range(n):
         cx, cy = np.round(c4[v].mean(0)).astype(int)
         out[0, 0, cy, cx] = score
-        out[0, 1:, cy, cx] = torch.tensor((c4[v] - (cx, cy)).ravel() / VertebraCentreNet.offset_unit)
+        out[0, 1:9, cy, cx] = torch.tensor((c4[v] - (cx, cy)).ravel() / VertebraCentreNet.offset_unit)
+        if levels:
+            out[0, 9, cy, cx] = (v - 1 - (V - 1) / 2) / VertebraCentreNet.level_unit  # first one is "level -1"
     return out
 
 
@@ -89,9 +96,83 @@ def test_stage_config_vertebra_model() -> None:
     img = torch.rand(1, 1, H, W)
     xy, peak = coarse_stage(net, img, cfg, "cpu", (H * 4, W * 4))
     grid_xy, grid_peak = decode_vertebrae(net(img), V, (H, W))
-    np.testing.assert_allclose(xy, (grid_xy + 0.5) * 4 - 0.5)  # returned in fine pixels
-    np.testing.assert_allclose(peak, grid_peak)
+    np.testing.assert_allclose(xy, (grid_xy + 0.5) * 4 - 0.5, atol=1e-4)  # returned in fine pixels
+    np.testing.assert_allclose(peak, grid_peak, rtol=1e-5)
     with pytest.raises(ValueError, match="coarse_target"):
         StageConfig(coarse_target="centres")
     with pytest.raises(ValueError, match="4 corners"):
         StageConfig(n_landmarks=19, coarse_target="vertebrae")
+    with pytest.raises(ValueError, match="coarse_levels"):
+        StageConfig(coarse_levels=True)
+    lv = StageConfig(n_landmarks=4 * V, coarse_target="vertebrae", coarse_levels=True, coarse_base=4, coarse_depth=2)
+    assert lv.build_coarse()(torch.rand(1, 1, 16, 16)).shape[1] == 10
+
+
+def test_level_targets_count_vertebrae_down_the_spine() -> None:
+    ctr = _spine().reshape(V, 4, 2).mean(1)
+    level, mask = level_targets(ctr, H, W)
+    cx, cy = np.round(ctr).astype(int).T
+    np.testing.assert_allclose(level[cy, cx], np.arange(V), atol=0.06)
+    assert level[cy[0] - 5, cx[0]] == pytest.approx(-0.5, abs=0.06)  # half a vertebra above the first
+    assert mask[cy, cx].all() and not mask[:, 0].any()  # near the midline only
+    rows = np.flatnonzero(mask.any(1))
+    assert level[rows[0], 0] >= -1.5 - 1e-9 and level[rows[-1], 0] <= V - 1 + 1.5 + 1e-9
+
+
+def test_levels_keep_a_stronger_neighbour_out_of_the_chain() -> None:
+    """An extra vertebra above the first (C7 above T1) with a stronger peak: by order alone
+    it would become the first vertebra; its level (-1) keeps it out."""
+    above = _spine()[:4]  # one vertebra spacing above the first
+    spine = _spine((0.0, 10.0))
+    out = _ideal_output(np.concatenate([above, spine]), levels=True)
+    cx, cy = np.round(above.mean(0)).astype(int)
+    out[0, 0, cy, cx] = 9.0
+    by_level, _ = decode_vertebrae(out, V)
+    np.testing.assert_allclose(by_level[0], spine, atol=1e-5)
+    by_order, _ = decode_vertebrae(out[:, :9], V)
+    np.testing.assert_allclose(by_order[0, :4], above, atol=1e-5)
+
+
+def test_best_window_uses_levels_over_the_whole_run() -> None:
+    prob = np.array([0.9, 0.5, 0.5, 0.5, 0.5])
+    assert best_window(prob, np.array([-1.0, 0.0, 1.0, 2.0, 3.0]), 4) == 1
+    assert best_window(prob, np.array([0.0, 1.0, 2.0, 3.0, 4.0]), 4) == 0
+    # one bad level does not move the run: the others outvote it
+    assert best_window(prob, np.array([-1.0, 0.0, 1.0, 3.0, 3.0]), 4, level_sd=1.0) == 1
+    # levels say nothing (all equal): the strongest run wins
+    assert best_window(np.array([0.1, 0.9, 0.9, 0.9]), np.zeros(4), 3, level_sd=1e6) == 1
+    with pytest.raises(ValueError, match="candidates"):
+        best_window(prob[:2], np.zeros(2), 3)
+
+
+def test_level_loss_trains_the_level_channel() -> None:
+    xy = torch.tensor(_spine()[None], dtype=torch.float32)
+    level, mask = level_targets(_spine().reshape(V, 4, 2).mean(1), H, W)
+    torch.manual_seed(0)
+    net = VertebraCentreNet(base=4, depth=2, context_width=8, context_stride=4, levels=True)
+    img = torch.rand(1, 1, H, W)
+
+    def level_error() -> float:  # mean over the supervised pixels, in vertebrae
+        with torch.no_grad():
+            lv = net(img)[0, 9].numpy() * VertebraCentreNet.level_unit + (V - 1) / 2
+        return float(np.abs(lv - level)[mask].mean())
+
+    before = level_error()
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    for _ in range(200):
+        loss = vertebra_loss(net(img), xy, 1.5)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert before > 1.0 and level_error() < 0.25
+
+
+def test_load_overlapping_widens_an_output_layer() -> None:
+    torch.manual_seed(0)
+    old = VertebraCentreNet(base=4, depth=2, context_width=8, context_stride=4)
+    new = VertebraCentreNet(base=4, depth=2, context_width=8, context_stride=4, levels=True)
+    fresh = load_overlapping(new, old.state_dict())
+    assert fresh == ["appearance.head.weight", "appearance.head.bias"]
+    img = torch.rand(1, 1, H, W)
+    with torch.no_grad():
+        torch.testing.assert_close(new.eval()(img)[:, :9], old.eval()(img))

@@ -124,10 +124,12 @@ def train_both(
 
 def run_stage(
     stage: str, build: Any, data: Path, out: Path, cfg: StageConfig, train_ids: list[str], val_ids: list[str],
-    *, epochs: int, steps: int, flip_perm: np.ndarray | None = None,
+    *, epochs: int, steps: int, flip_perm: np.ndarray | None = None, init: Path | None = None,
+    lr: float = 1e-3,
 ) -> None:  # fmt: skip
     """Train one stage (``"coarse"`` or ``"refine"``) in run folder ``out``; ``build`` makes
-    the data cache (``build(data, ids, cfg, cache_file)``)."""
+    the data cache (``build(data, ids, cfg, cache_file)``); ``init`` (weights to start
+    from) and ``lr`` (peak learning rate) apply to the stage trained."""
     t0 = time.time()
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
@@ -135,9 +137,9 @@ def run_stage(
     log.info("cache ready (%d images) in %.0fs", len(train_ids), time.time() - t0)
     if stage == "coarse":
         val = build(data, val_ids, cfg, out / "cache_val.pt")
-        train_coarse(train, val, cfg, out, epochs=epochs, flip_perm=flip_perm)
+        train_coarse(train, val, cfg, out, epochs=epochs, flip_perm=flip_perm, init=init, lr=lr)
     else:
-        train_refine(train, cfg, out, steps=steps)
+        train_refine(train, cfg, out, steps=steps, init=init, lr=lr)
 
 
 def _save(path: Path, **state: Any) -> None:
@@ -165,6 +167,47 @@ def _start(
         start, rng = st[key], st["rng"]
         log.info("resumed %s at %s %d", ckpt.name, key, start)
     return net, opt, start, rng
+
+
+def init_state(path: Path, stage: str = "coarse") -> dict[str, torch.Tensor]:
+    """Weights of ``stage`` (``"coarse"`` or ``"refine"``) to start training from: a model
+    directory (its ``model.safetensors``) or a saved state dict (``coarse_final.pt``)."""
+    path = Path(path)
+    if path.is_dir():
+        from safetensors.torch import load_file
+
+        tensors = load_file(path / "model.safetensors")
+        prefix = stage + "."
+        return {
+            k.removeprefix(prefix): (v.float() if v.is_floating_point() else v)
+            for k, v in tensors.items()
+            if k.startswith(prefix)
+        }
+    state: dict[str, torch.Tensor] = torch.load(path, weights_only=True)
+    return state
+
+
+def load_overlapping(net: torch.nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    """Copy ``state`` into ``net`` where names match; a tensor whose shape differs only in
+    its first dimension (an output layer with more or fewer channels) is copied on the
+    overlap. Returns the names of ``net``'s tensors not (fully) initialised from ``state``."""
+    own = net.state_dict()
+    partial = []
+    for name, t in own.items():
+        src = state.get(name)
+        if src is None or src.shape[1:] != t.shape[1:]:
+            partial.append(name)
+            continue
+        k = min(len(src), len(t)) if t.ndim else None
+        with torch.no_grad():
+            if k is None:
+                t.copy_(src)
+            else:
+                t[:k].copy_(src[:k])
+        if src.shape != t.shape:
+            partial.append(name)
+    net.load_state_dict(own)
+    return partial
 
 
 def _lr(base: float, frac: float) -> float:
@@ -292,10 +335,16 @@ def train_coarse(
     batch: int = 4,
     seed: int = 0,
     flip_perm: np.ndarray | None = None,
+    init: Path | None = None,
 ) -> Path:
+    """Train the coarse stage for ``epochs`` epochs (resuming from ``out/coarse_ckpt.pt``);
+    a new run starts from the weights in ``init`` when given (see :func:`load_overlapping`)."""
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "coarse_ckpt.pt"
     net, opt, start, rng = _start(ckpt, cfg.build_coarse, lr, seed, "epoch")
+    if init is not None and start == 0:
+        fresh = load_overlapping(net, init_state(init, "coarse"))
+        log.info("coarse stage starts from %s (not from it: %s)", init, ", ".join(fresh) or "none")
     n = len(train.ids)
     batch = min(batch, n)  # fewer images than a batch: one smaller batch, not zero steps
     t0 = time.time()
@@ -339,10 +388,16 @@ def train_refine(
     batch: int = 38,
     seed: int = 1,
     ckpt_every: int = 50,
+    init: Path | None = None,
 ) -> Path:
+    """Train the refinement stage for ``steps`` steps (resuming from ``out/refine_ckpt.pt``);
+    a new run starts from the weights in ``init`` when given."""
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "refine_ckpt.pt"
     net, opt, start, rng = _start(ckpt, cfg.build_refine, lr, seed, "step")
+    if init is not None and start == 0:
+        fresh = load_overlapping(net, init_state(init, "refine"))
+        log.info("refinement starts from %s (not from it: %s)", init, ", ".join(fresh) or "none")
     t0, losses = time.time(), []
     for step in range(start, steps):
         for g in opt.param_groups:

@@ -47,7 +47,9 @@ high (vertebrae about 12 px apart, centre targets σ 2 px) and reads each verteb
 corners from offset channels; vertebra identity comes from the top-to-bottom order of the
 centres, so the network never has to count vertebrae. Global context on a 32 × 20 grid
 with 5 × 3 kernels (the paper: 64 × 32 on a 512-high image). The refinement stage then
-places each corner on the fine grid."""
+places each corner on the fine grid. (``coarse_levels=True`` adds a spine-level channel
+to tell T1 from C7 and L5 from the sacrum; measured neutral on held-out images, see
+docs/models/spine.md, so the shipped recipe leaves it off.)"""
 
 FLIP_PERM = np.arange(68).reshape(17, 4)[:, [1, 0, 3, 2]].ravel()
 """Corner order of a left-right mirrored spine: TL ↔ TR and BL ↔ BR of each vertebra
@@ -162,6 +164,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--model-out", type=Path, default=None, help="finalize: model directory (default OUT/model)")
     ap.add_argument("--info", type=Path, default=None, help="finalize: JSON with training facts for the card")
     ap.add_argument("--version", default="0.1.0")
+    ap.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="start the stage from these weights (a model directory or a saved state dict)",
+    )
+    ap.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -182,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.time()
     run_stage(
         args.stage, build_spine_cache, args.data, args.out, cfg, tr_ids, va_ids, epochs=args.epochs, steps=args.steps,
-        flip_perm=FLIP_PERM,
+        flip_perm=FLIP_PERM, init=args.init, lr=args.lr,
     )  # fmt: skip
     log.info("done in %.0fs", time.time() - t0)
 
