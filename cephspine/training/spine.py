@@ -48,8 +48,9 @@ corners from offset channels; vertebra identity comes from the top-to-bottom ord
 centres, so the network never has to count vertebrae. Global context on a 32 × 20 grid
 with 5 × 3 kernels (the paper: 64 × 32 on a 512-high image). The refinement stage then
 places each corner on the fine grid. (``coarse_levels=True`` adds a spine-level channel
-to tell T1 from C7 and L5 from the sacrum; measured neutral on held-out images, see
-docs/models/spine.md, so the shipped recipe leaves it off.)"""
+to tell T1 from C7 and L5 from the sacrum; its decoding measured no better than order on
+held-out images. The coarse stage of ``spine`` 0.3.0 was trained with it and ships without
+it; see docs/models/spine.md, runs 5 and 6.)"""
 
 FLIP_PERM = np.arange(68).reshape(17, 4)[:, [1, 0, 3, 2]].ravel()
 """Corner order of a left-right mirrored spine: TL ↔ TR and BL ↔ BR of each vertebra
