@@ -23,6 +23,10 @@ NMS_WINDOW = 5
 """A centre is a peak when it is the maximum of its 5 × 5 neighbourhood (vertebrae are
 about 12 grid pixels apart on the 256-px-high grid)."""
 
+LEVEL_CHANNEL = 1 + 2 * N_CORNERS
+"""Index of the spine-level output channel of a network built with ``levels=True`` (after
+the centre heatmap and the eight corner offsets)."""
+
 LEVEL_SD = 0.5
 """Decoding: s.d. (in vertebrae) of the level read at a peak; a peak whose level is one
 vertebra off its slot costs as much as a 7.4× weaker peak."""
@@ -103,15 +107,15 @@ def vertebra_loss(
     corners = xy.view(b, v, 1, N_CORNERS, 2)
     tgt = (corners - pix[:, :, :, None, :]) / VertebraCentreNet.offset_unit  # (B, V, 9, 4, 2)
     flat = (pix[..., 1] * w + pix[..., 0]).long().view(b, 1, -1)  # (B, 1, V*9)
-    pred = out[:, 1:].flatten(2).gather(2, flat.expand(b, 2 * N_CORNERS, flat.shape[-1]))  # (B, 8, V*9)
+    pred = out[:, 1:LEVEL_CHANNEL].flatten(2).gather(2, flat.expand(b, 2 * N_CORNERS, flat.shape[-1]))  # (B, 8, V*9)
     pred = pred.view(b, N_CORNERS, 2, v, 9).permute(0, 3, 4, 1, 2)
     loss = heat + offset_weight * F.l1_loss(pred, tgt)
-    if out.shape[1] > 1 + 2 * N_CORNERS:  # spine-level channel
+    if out.shape[1] > LEVEL_CHANNEL:
         lv, mk = zip(*(level_targets(c, h, w) for c in ctr.detach().double().numpy()))
         level = (torch.as_tensor(np.stack(lv), dtype=out.dtype) - (v - 1) / 2) / VertebraCentreNet.level_unit
         mask = torch.as_tensor(np.stack(mk))
         if mask.any():
-            loss = loss + level_weight * F.l1_loss(out[:, 1 + 2 * N_CORNERS][mask], level[mask])
+            loss = loss + level_weight * F.l1_loss(out[:, LEVEL_CHANNEL][mask], level[mask])
     return loss
 
 
@@ -140,22 +144,22 @@ def decode_vertebrae(
         prob[..., valid_hw[0] :, :] = 0.0
         prob[..., :, valid_hw[1] :] = 0.0
     peaks = prob * (prob == F.max_pool2d(prob, NMS_WINDOW, 1, NMS_WINDOW // 2)).float()
+    levels = out.shape[1] > LEVEL_CHANNEL
     xy = np.zeros((b, n_vertebrae * N_CORNERS, 2))
     score = np.zeros((b, n_vertebrae * N_CORNERS))
     for k in range(b):
         # peaks first, then the other pixels by probability (ties are impossible to order otherwise)
         rank = (peaks[k, 0] + prob[k, 0] * 1e-3).flatten()
-        levels = out.shape[1] > 1 + 2 * N_CORNERS
         strong = int((peaks[k, 0] >= min_prob).sum()) if levels else 0
         idx = torch.topk(rank, min(max(n_vertebrae, strong), h * w)).indices
         iy, ix = idx // w, idx % w
         order = torch.argsort(iy.double() + ix.double() * 1e-6)
         iy, ix = iy[order], ix[order]
         if len(iy) > n_vertebrae:  # more strong peaks than vertebrae: the levels choose the run
-            lv = out[k, 1 + 2 * N_CORNERS, iy, ix].double().numpy() * VertebraCentreNet.level_unit
+            lv = out[k, LEVEL_CHANNEL, iy, ix].double().numpy() * VertebraCentreNet.level_unit
             j = best_window(prob[k, 0, iy, ix].double().numpy(), lv + (n_vertebrae - 1) / 2, n_vertebrae, level_sd)
             iy, ix = iy[j : j + n_vertebrae], ix[j : j + n_vertebrae]
-        off = out[k, 1 : 1 + 2 * N_CORNERS, iy, ix].T.reshape(n_vertebrae, N_CORNERS, 2).double()
+        off = out[k, 1:LEVEL_CHANNEL, iy, ix].T.reshape(n_vertebrae, N_CORNERS, 2).double()
         off = off * VertebraCentreNet.offset_unit
         base = torch.stack([ix, iy], -1).double()[:, None, :]
         xy[k] = (base + off).reshape(-1, 2).numpy()
@@ -180,3 +184,17 @@ def best_window(prob: np.ndarray, level: np.ndarray, n: int, level_sd: float = L
         logp[j : j + n].sum() - ((level[j : j + n] - slots) ** 2).sum() / (2 * level_sd**2) for j in range(m - n + 1)
     ]
     return int(np.argmax(scores))
+
+
+def drop_level_channel(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The state dict of a :class:`VertebraCentreNet` trained with ``levels=True``, for the
+    same network without the level channel (its output row removed): the decoder then
+    assigns vertebrae by order alone.
+
+    Raises:
+        ValueError: the state has no level channel.
+    """
+    weight, bias = state["appearance.head.weight"], state["appearance.head.bias"]
+    if len(weight) != LEVEL_CHANNEL + 1 or len(bias) != LEVEL_CHANNEL + 1:
+        raise ValueError(f"not a coarse state with a level channel: head has {len(weight)} outputs")
+    return state | {"appearance.head.weight": weight[:LEVEL_CHANNEL], "appearance.head.bias": bias[:LEVEL_CHANNEL]}

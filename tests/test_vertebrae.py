@@ -9,7 +9,7 @@ import torch
 from cephspine.models.vertebra import VertebraCentreNet
 from cephspine.pipeline import StageConfig, coarse_stage
 from cephspine.training.ceph import load_overlapping
-from cephspine.vertebrae import best_window, decode_vertebrae, level_targets, vertebra_loss
+from cephspine.vertebrae import best_window, decode_vertebrae, drop_level_channel, level_targets, vertebra_loss
 
 H, W, V = 64, 40, 5
 
@@ -176,3 +176,15 @@ def test_load_overlapping_widens_an_output_layer() -> None:
     img = torch.rand(1, 1, H, W)
     with torch.no_grad():
         torch.testing.assert_close(new.eval()(img)[:, :9], old.eval()(img))
+
+
+def test_drop_level_channel_keeps_the_other_outputs() -> None:
+    torch.manual_seed(0)
+    with_levels = VertebraCentreNet(base=4, depth=2, context_width=8, context_stride=4, levels=True).eval()
+    without = VertebraCentreNet(base=4, depth=2, context_width=8, context_stride=4).eval()
+    without.load_state_dict(drop_level_channel(with_levels.state_dict()))  # strict: shapes must match
+    img = torch.rand(1, 1, H, W)
+    with torch.no_grad():
+        torch.testing.assert_close(without(img), with_levels(img)[:, :9])
+    with pytest.raises(ValueError, match="level channel"):
+        drop_level_channel(without.state_dict())

@@ -41,7 +41,6 @@ class VertebraCentreNet(nn.Module):
         levels: bool = False,
     ) -> None:
         super().__init__()
-        self.levels = levels
         self.appearance = AppearanceUNet(1, 1 + 2 * N_CORNERS + int(levels), base, depth)
         self.context = GlobalContext(1, context_width, context_kernel, stride=context_stride)
         # centre logits start near sigmoid⁻¹(0.1): the heatmap is almost everywhere empty

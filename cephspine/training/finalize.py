@@ -159,10 +159,22 @@ SPINE_CITATIONS = [
 
 
 def finalize_spine(
-    run: Path, data: Path, out: Path, val_ids: list[str], card_extra: dict[str, Any], radius_mm: float = 3.0
+    run: Path,
+    data: Path,
+    out: Path,
+    val_ids: list[str],
+    card_extra: dict[str, Any],
+    radius_mm: float = 3.0,
+    coarse_file: Path | None = None,
+    drop_levels: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``run``'s spine stages on ``val_ids``, calibrate the confidence to
-    P(error ≤ ``radius_mm`` under the L4–L5 = 35 mm scale), and write ``out``."""
+    P(error ≤ ``radius_mm`` under the L4–L5 = 35 mm scale), and write ``out``.
+
+    ``coarse_file``: the coarse weights (default ``run/coarse_final.pt``), e.g. from another
+    run; ``drop_levels``: they were trained with the spine-level channel, which the model
+    written here leaves out (:func:`cephspine.vertebrae.drop_level_channel`).
+    """
     from cephspine.anatomy import SPINE_LANDMARKS
     from cephspine.detector import Detector
     from cephspine.evaluation import evaluate_spine
@@ -176,7 +188,11 @@ def finalize_spine(
         from cephspine.training.spine import CANVAS_WIDTH_FINE
 
         cfg = dataclasses.replace(cfg, min_width_px=CANVAS_WIDTH_FINE)
-    coarse = torch.load(run / "coarse_final.pt", weights_only=True)
+    coarse = torch.load(coarse_file or run / "coarse_final.pt", weights_only=True)
+    if drop_levels:
+        from cephspine.vertebrae import drop_level_channel
+
+        coarse = drop_level_channel(coarse)
     refine = torch.load(run / "refine_final.pt", weights_only=True)
     card: dict[str, Any] = {
         "name": "spine",

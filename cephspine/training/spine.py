@@ -8,6 +8,7 @@ vertebrae out of order, points outside the image) are excluded, each with its re
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -49,8 +50,8 @@ centres, so the network never has to count vertebrae. Global context on a 32 × 
 with 5 × 3 kernels (the paper: 64 × 32 on a 512-high image). The refinement stage then
 places each corner on the fine grid. (``coarse_levels=True`` adds a spine-level channel
 to tell T1 from C7 and L5 from the sacrum; its decoding measured no better than order on
-held-out images. The coarse stage of ``spine`` 0.3.0 was trained with it and ships without
-it; see docs/models/spine.md, runs 5 and 6.)"""
+held-out images. The coarse stage of ``spine`` 0.3.0 was trained with it (``--levels``)
+and ships without it (``finalize --drop-levels``); see docs/models/spine.md, runs 5 and 6.)"""
 
 FLIP_PERM = np.arange(68).reshape(17, 4)[:, [1, 0, 3, 2]].ravel()
 """Corner order of a left-right mirrored spine: TL ↔ TR and BL ↔ BR of each vertebra
@@ -172,17 +173,23 @@ def main(argv: list[str] | None = None) -> None:
         help="start the stage from these weights (a model directory or a saved state dict)",
     )
     ap.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    ap.add_argument("--levels", action="store_true", help="coarse: train with the spine-level channel")
+    ap.add_argument("--coarse", type=Path, default=None, help="finalize: coarse weights (default OUT/coarse_final.pt)")
+    ap.add_argument(
+        "--drop-levels", action="store_true", help="finalize: the coarse weights have a level channel; leave it out"
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    cfg = SPINE_CONFIG
+    cfg = dataclasses.replace(SPINE_CONFIG, coarse_levels=True) if args.levels else SPINE_CONFIG
     tr_ids, va_ids, excluded = split_spine(args.data)
     if args.stage == "finalize":
         from cephspine.training.finalize import finalize_spine
 
         info = json.loads(args.info.read_text()) if args.info else {}
         finalize_spine(args.out, args.data, args.model_out or args.out / "model", va_ids,
-                       {"version": args.version, "training": info})  # fmt: skip
+                       {"version": args.version, "training": info}, coarse_file=args.coarse,
+                       drop_levels=args.drop_levels)  # fmt: skip
         return
     for name, why in sorted(excluded.items()):
         log.info("excluded %s: %s", name, why)
