@@ -3,9 +3,26 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+
+@dataclass(frozen=True)
+class GeometricAugment:
+    """Random affine augmentation of the coarse stage's training images: rotation within
+    ±``max_rot_deg``, isotropic scale in ``scale_range``, translation within ±``shift_px``
+    coarse pixels per axis. The defaults are the paper's (±2°, 0.9–1.1, ±10 px)."""
+
+    max_rot_deg: float = 2.0
+    scale_range: tuple[float, float] = (0.9, 1.1)
+    shift_px: float = 10.0
+
+    def __post_init__(self) -> None:
+        lo, hi = self.scale_range
+        if not (0 < lo <= hi) or self.max_rot_deg < 0 or self.shift_px < 0:
+            raise ValueError(f"invalid augmentation {self}: need 0 < scale low <= high, rotation and shift >= 0")
 
 
 def random_linear(

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from cephspine.heatmaps import gaussian_targets
 from cephspine.pipeline import StageConfig, coarse_stage, fine_to_coarse, prepare
 from cephspine.preprocess import crop_patches, normalize_intensity, pixel_affine_to_theta
-from cephspine.training.augment import random_intensity, random_linear
+from cephspine.training.augment import GeometricAugment, random_intensity, random_linear
 from cephspine.vertebrae import vertebra_loss
 
 log = logging.getLogger(__name__)
@@ -125,11 +125,12 @@ def train_both(
 def run_stage(
     stage: str, build: Any, data: Path, out: Path, cfg: StageConfig, train_ids: list[str], val_ids: list[str],
     *, epochs: int, steps: int, flip_perm: np.ndarray | None = None, init: Path | None = None,
-    lr: float = 1e-3,
+    lr: float = 1e-3, geometry: GeometricAugment | None = None,
 ) -> None:  # fmt: skip
     """Train one stage (``"coarse"`` or ``"refine"``) in run folder ``out``; ``build`` makes
     the data cache (``build(data, ids, cfg, cache_file)``); ``init`` (weights to start
-    from) and ``lr`` (peak learning rate) apply to the stage trained."""
+    from) and ``lr`` (peak learning rate) apply to the stage trained; ``geometry`` is the
+    coarse stage's geometric augmentation (default :class:`GeometricAugment`)."""
     t0 = time.time()
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
@@ -137,7 +138,7 @@ def run_stage(
     log.info("cache ready (%d images) in %.0fs", len(train_ids), time.time() - t0)
     if stage == "coarse":
         val = build(data, val_ids, cfg, out / "cache_val.pt")
-        train_coarse(train, val, cfg, out, epochs=epochs, flip_perm=flip_perm, init=init, lr=lr)
+        train_coarse(train, val, cfg, out, epochs=epochs, flip_perm=flip_perm, init=init, lr=lr, geometry=geometry)
     else:
         train_refine(train, cfg, out, steps=steps, init=init, lr=lr)
 
@@ -225,10 +226,11 @@ def coarse_batch(
     cfg: StageConfig,
     augment: bool = True,
     flip_perm: np.ndarray | None = None,
+    geometry: GeometricAugment | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Augmented coarse images and Gaussian targets for the images ``idx`` (see
     :func:`augmented_coarse`)."""
-    x, xy = augmented_coarse(cache, idx, rng, cfg, augment, flip_perm)
+    x, xy = augmented_coarse(cache, idx, rng, cfg, augment, flip_perm, geometry)
     sigma = cfg.coarse_sigma_px if cfg.coarse_sigma_px is not None else cfg.sigma_px
     return x, gaussian_targets(xy, x.shape[-2], x.shape[-1], sigma)
 
@@ -240,12 +242,14 @@ def augmented_coarse(
     cfg: StageConfig,
     augment: bool = True,
     flip_perm: np.ndarray | None = None,
+    geometry: GeometricAugment | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Augmented coarse images ``(B, 1, H, W)`` and landmarks ``(B, N, 2)`` (coarse pixels)
     for the images ``idx``.
 
     With ``flip_perm`` (the landmark order of the mirror image, e.g. left and right
     corners swapped) half of the images are mirrored left-right within their own width.
+    ``geometry``: the random affine transform (default :class:`GeometricAugment`, the paper's).
     """
     x = cache.coarse[idx]
     xy = fine_to_coarse(cache.xy_fine[idx], cfg.coarse_pool)  # (B, N, 2)
@@ -257,8 +261,9 @@ def augmented_coarse(
             xy[k] = xy[k][flip_perm]
             xy[k, :, 0] = wc - 1 - xy[k, :, 0]
     if augment:
-        lin = random_linear(rng, b, 2.0, (0.9, 1.1))
-        shift = torch.tensor(rng.uniform(-10, 10, (b, 2)), dtype=torch.float32)
+        g = geometry or GeometricAugment()
+        lin = random_linear(rng, b, g.max_rot_deg, g.scale_range)
+        shift = torch.tensor(rng.uniform(-g.shift_px, g.shift_px, (b, 2)), dtype=torch.float32)
         ctr = torch.tensor([(w - 1) / 2.0, (h - 1) / 2.0])
         trans = ctr - (lin @ ctr) - shift  # src = lin @ out + trans
         m = torch.cat([lin, trans[..., None]], dim=2)
@@ -336,6 +341,7 @@ def train_coarse(
     seed: int = 0,
     flip_perm: np.ndarray | None = None,
     init: Path | None = None,
+    geometry: GeometricAugment | None = None,
 ) -> Path:
     """Train the coarse stage for ``epochs`` epochs (resuming from ``out/coarse_ckpt.pt``);
     a new run starts from the weights in ``init`` when given (see :func:`load_overlapping`)."""
@@ -345,6 +351,7 @@ def train_coarse(
     if init is not None and start == 0:
         fresh = load_overlapping(net, init_state(init, "coarse"))
         log.info("coarse stage starts from %s (not from it: %s)", init, ", ".join(fresh) or "none")
+    log.info("coarse augmentation: %s", geometry or GeometricAugment())
     n = len(train.ids)
     batch = min(batch, n)  # fewer images than a batch: one smaller batch, not zero steps
     t0 = time.time()
@@ -355,11 +362,11 @@ def train_coarse(
         losses = []
         for s in range(0, n - batch + 1, batch):
             if cfg.coarse_target == "vertebrae":
-                x, xy = augmented_coarse(train, perm[s : s + batch], rng, cfg, flip_perm=flip_perm)
+                x, xy = augmented_coarse(train, perm[s : s + batch], rng, cfg, flip_perm=flip_perm, geometry=geometry)
                 sigma = cfg.coarse_sigma_px if cfg.coarse_sigma_px is not None else cfg.sigma_px
                 loss = vertebra_loss(net(x), xy, sigma)
             else:
-                x, y = coarse_batch(train, perm[s : s + batch], rng, cfg, flip_perm=flip_perm)
+                x, y = coarse_batch(train, perm[s : s + batch], rng, cfg, flip_perm=flip_perm, geometry=geometry)
                 loss = F.mse_loss(net(x), y) * 100
             opt.zero_grad()
             loss.backward()

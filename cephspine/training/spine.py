@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from cephspine.pipeline import StageConfig, prepare
 from cephspine.preprocess import normalize_intensity
+from cephspine.training.augment import GeometricAugment
 from cephspine.training.ceph import (
     CephCache,
     cache_key,
@@ -174,6 +175,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
     ap.add_argument("--levels", action="store_true", help="coarse: train with the spine-level channel")
+    ap.add_argument("--rotate", type=float, default=2.0, help="coarse: maximum random rotation, degrees")
+    ap.add_argument("--scale", type=float, nargs=2, default=(0.9, 1.1), help="coarse: random scale range")
+    ap.add_argument("--shift", type=float, default=10.0, help="coarse: maximum random shift, coarse pixels")
     ap.add_argument("--coarse", type=Path, default=None, help="finalize: coarse weights (default OUT/coarse_final.pt)")
     ap.add_argument(
         "--drop-levels", action="store_true", help="finalize: the coarse weights have a level channel; leave it out"
@@ -200,6 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     run_stage(
         args.stage, build_spine_cache, args.data, args.out, cfg, tr_ids, va_ids, epochs=args.epochs, steps=args.steps,
         flip_perm=FLIP_PERM, init=args.init, lr=args.lr,
+        geometry=GeometricAugment(args.rotate, tuple(args.scale), args.shift),
     )  # fmt: skip
     log.info("done in %.0fs", time.time() - t0)
 
