@@ -5,7 +5,12 @@ The refinement stage is run from different starting points: the coarse stage's c
 (the model as shipped), the same refined again (two passes), and the true corners, exactly
 or with Gaussian noise of 6 and 12 fine pixels. The gap between "coarse" and "true" starts
 is what a better coarse stage could gain; the "true" row is what the refinement alone
-reaches. Also prints how far the coarse corners are from the true ones, in fine pixels.
+reaches; "coarse, gross fixed" replaces only the coarse corners more than 40 fine pixels
+from the truth (vertebrae at the wrong level or missing) by the true ones. Also prints
+how far the coarse corners are from the true ones, in fine pixels.
+
+The stages are run as the detector runs a spine model (no spacing, no mirroring, no
+registration); models that mirror or register are refused.
 
     python benchmarks/spine_error_sources.py --data ../shared/data/aasce [--model spine]
 """
@@ -39,8 +44,18 @@ def main() -> None:
     ds = AasceDataset(args.data)
     det = Detector.from_pretrained(args.model, device="cpu")
     cfg = det.config
+    if not cfg.fine_height_px or det.detect_facing or det.register != "never":
+        raise SystemExit(f"{args.model}: not a spine model (its stages run here without mirroring or registration)")
     rng = np.random.default_rng(args.seed)
-    rows = ("coarse only", "coarse + refine", "coarse + refine x2", "true", "true + N(0, 6 px)", "true + N(0, 12 px)")
+    rows = (
+        "coarse only",
+        "coarse + refine",
+        "coarse + refine x2",
+        "coarse, gross fixed",
+        "true",
+        "true + N(0, 6 px)",
+        "true + N(0, 12 px)",
+    )
     errs: dict[str, list[np.ndarray]] = {k: [] for k in rows}
     angles: dict[str, list[np.ndarray]] = {k: [] for k in rows}
     truth, coarse_px = [], []
@@ -58,6 +73,9 @@ def main() -> None:
                 "coarse + refine": once,
                 "coarse + refine x2": refine_stage(det.refine, fine, once, cfg, "cpu")[0],
             }
+            gross = np.linalg.norm(c[0] - true_f, axis=1) > 40
+            fixed = np.where(gross[:, None], true_f, c[0])
+            fine_xy["coarse, gross fixed"] = refine_stage(det.refine, fine, fixed, cfg, "cpu")[0]
             for name, sd in (("true", 0.0), ("true + N(0, 6 px)", 6.0), ("true + N(0, 12 px)", 12.0)):
                 start = true_f + rng.normal(0.0, sd, true_f.shape) if sd else true_f
                 fine_xy[name] = refine_stage(det.refine, fine, start, cfg, "cpu")[0]

@@ -13,7 +13,10 @@ import torch
 class GeometricAugment:
     """Random affine augmentation of the coarse stage's training images: rotation within
     ±``max_rot_deg``, isotropic scale in ``scale_range``, translation within ±``shift_px``
-    coarse pixels per axis. The defaults are the paper's (±2°, 0.9–1.1, ±10 px)."""
+    coarse pixels per axis. The defaults are the paper's (±2°, 0.9–1.1, ±10 px).
+
+    The scale maps output to source pixels: a value above 1 shrinks the image content
+    (zooms out), below 1 enlarges it."""
 
     max_rot_deg: float = 2.0
     scale_range: tuple[float, float] = (0.9, 1.1)

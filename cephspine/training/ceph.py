@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -344,14 +344,18 @@ def train_coarse(
     geometry: GeometricAugment | None = None,
 ) -> Path:
     """Train the coarse stage for ``epochs`` epochs (resuming from ``out/coarse_ckpt.pt``);
-    a new run starts from the weights in ``init`` when given (see :func:`load_overlapping`)."""
+    a new run starts from the weights in ``init`` when given (see :func:`load_overlapping`).
+    The geometric augmentation (default :class:`GeometricAugment`) is logged and written to
+    ``out/coarse_augment.json``."""
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "coarse_ckpt.pt"
     net, opt, start, rng = _start(ckpt, cfg.build_coarse, lr, seed, "epoch")
     if init is not None and start == 0:
         fresh = load_overlapping(net, init_state(init, "coarse"))
         log.info("coarse stage starts from %s (not from it: %s)", init, ", ".join(fresh) or "none")
-    log.info("coarse augmentation: %s", geometry or GeometricAugment())
+    geometry = geometry or GeometricAugment()
+    log.info("coarse augmentation: %s", geometry)
+    (out / "coarse_augment.json").write_text(json.dumps(asdict(geometry)))
     n = len(train.ids)
     batch = min(batch, n)  # fewer images than a batch: one smaller batch, not zero steps
     t0 = time.time()

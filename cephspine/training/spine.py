@@ -175,14 +175,25 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
     ap.add_argument("--levels", action="store_true", help="coarse: train with the spine-level channel")
-    ap.add_argument("--rotate", type=float, default=2.0, help="coarse: maximum random rotation, degrees")
-    ap.add_argument("--scale", type=float, nargs=2, default=(0.9, 1.1), help="coarse: random scale range")
-    ap.add_argument("--shift", type=float, default=10.0, help="coarse: maximum random shift, coarse pixels")
+    ap.add_argument("--rotate", type=float, default=2.0, help="coarse only: maximum random rotation, degrees")
+    ap.add_argument(
+        "--scale",
+        type=float,
+        nargs=2,
+        default=(0.9, 1.1),
+        metavar=("LOW", "HIGH"),
+        help="coarse only: random scale range (above 1 zooms out)",
+    )
+    ap.add_argument("--shift", type=float, default=10.0, help="coarse only: maximum random shift, coarse pixels")
     ap.add_argument("--coarse", type=Path, default=None, help="finalize: coarse weights (default OUT/coarse_final.pt)")
     ap.add_argument(
         "--drop-levels", action="store_true", help="finalize: the coarse weights have a level channel; leave it out"
     )
     args = ap.parse_args(argv)
+    try:
+        geometry = GeometricAugment(args.rotate, (args.scale[0], args.scale[1]), args.shift)
+    except ValueError as e:
+        ap.error(str(e))
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg = dataclasses.replace(SPINE_CONFIG, coarse_levels=True) if args.levels else SPINE_CONFIG
@@ -204,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     run_stage(
         args.stage, build_spine_cache, args.data, args.out, cfg, tr_ids, va_ids, epochs=args.epochs, steps=args.steps,
         flip_perm=FLIP_PERM, init=args.init, lr=args.lr,
-        geometry=GeometricAugment(args.rotate, tuple(args.scale), args.shift),
+        geometry=geometry,
     )  # fmt: skip
     log.info("done in %.0fs", time.time() - t0)
 

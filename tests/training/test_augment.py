@@ -67,3 +67,40 @@ def test_landmarks_follow_the_image(geometry: GeometricAugment) -> None:
             # the blob is bright where its landmark went (intensity augmentation keeps it well above 0.3)
             v = x[k, 0, int(round(y0)), int(round(x0))].item()
             assert v > 0.3, (k, x0, y0, v)
+
+
+def test_each_setting_does_what_it_says() -> None:
+    xy = np.array([[24.0, 20.0], [22.0, 44.0], [30.0, 30.0]])
+    cache = dot_cache(xy)
+    cfg = StageConfig(n_landmarks=3, coarse_pool=POOL)
+    idx = np.zeros(32, dtype=int)
+    # shift only: every landmark moves by the same vector, within ±shift_px per axis
+    _, out = augmented_coarse(
+        cache, idx, np.random.default_rng(5), cfg, geometry=GeometricAugment(0.0, (1.0, 1.0), 3.0)
+    )
+    d = out.numpy() - xy[None]
+    assert np.abs(d).max() <= 3.0 + 1e-4 and np.abs(d).max() > 1.0
+    assert np.allclose(d, d[:, :1], atol=1e-4)
+    # rotation only: distances between landmarks kept, directions turned by at most the limit
+    _, out = augmented_coarse(
+        cache, idx, np.random.default_rng(6), cfg, geometry=GeometricAugment(10.0, (1.0, 1.0), 0.0)
+    )
+    v0, v = xy[1] - xy[0], out.numpy()[:, 1] - out.numpy()[:, 0]
+    assert np.allclose(np.linalg.norm(v, axis=1), np.linalg.norm(v0), atol=1e-3)
+    turn = np.degrees(np.abs(np.arctan2(v[:, 1], v[:, 0]) - np.arctan2(v0[1], v0[0])))
+    assert turn.max() <= 10.0 + 1e-3 and turn.max() > 3.0
+    # scale only (above 1 zooms out): distances shrink by a factor within 1/1.3 … 1/1.1
+    _, out = augmented_coarse(
+        cache, idx, np.random.default_rng(7), cfg, geometry=GeometricAugment(0.0, (1.1, 1.3), 0.0)
+    )
+    ratio = np.linalg.norm(out.numpy()[:, 1] - out.numpy()[:, 0], axis=1) / np.linalg.norm(v0)
+    assert ratio.min() >= 1 / 1.3 - 1e-4 and ratio.max() <= 1 / 1.1 + 1e-4
+
+
+def test_spine_cli_refuses_bad_augmentation_before_reading_data(tmp_path) -> None:
+    from cephspine.training.spine import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["coarse", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run"), "--scale", "1.2", "0.9"])
+    assert e.value.code == 2
+    assert not (tmp_path / "run").exists()
