@@ -66,14 +66,15 @@ def main() -> None:
             fine, coarse_img = prepare(normalize_intensity(rg.pixels), (1.0, 1.0), cfg)
             true_f = fine.to_resampled(rec.landmarks)
             c, _ = coarse_stage(det.coarse, coarse_img, cfg, "cpu", fine.size_hw)
-            coarse_px.append(np.linalg.norm(c[0] - true_f, axis=1))
+            dist = np.linalg.norm(c[0] - true_f, axis=1)
+            coarse_px.append(dist)
             once, _ = refine_stage(det.refine, fine, c[0], cfg, "cpu")
             fine_xy = {
                 "coarse only": c[0],
                 "coarse + refine": once,
                 "coarse + refine x2": refine_stage(det.refine, fine, once, cfg, "cpu")[0],
             }
-            gross = np.linalg.norm(c[0] - true_f, axis=1) > 40
+            gross = dist > 40
             fixed = np.where(gross[:, None], true_f, c[0])
             fine_xy["coarse, gross fixed"] = refine_stage(det.refine, fine, fixed, cfg, "cpu")[0]
             for name, sd in (("true", 0.0), ("true + N(0, 6 px)", 6.0), ("true + N(0, 12 px)", 12.0)):
