@@ -329,7 +329,7 @@ def train_spine_cmd(
     data: Path = typer.Option(..., exists=True, file_okay=False, help="Folder in the AASCE layout."),
     out: Path = typer.Option(..., help="Run folder (checkpoints; the model goes to OUT/model)."),
     epochs: int = typer.Option(15, help="Coarse-stage epochs."),
-    steps: int = typer.Option(1000, help="Refinement-stage steps (each: a patch per corner of one image)."),
+    steps: int = typer.Option(1000, help="Refinement-stage steps (each: a patch per vertebra of two images)."),
     threads: int | None = typer.Option(None, help="Torch CPU threads (default: torch's)."),
 ) -> None:
     """Train the two-stage spine model (68 corners; resumes from OUT's checkpoints)."""

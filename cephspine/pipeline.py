@@ -19,7 +19,9 @@ from cephspine.heatmaps import decode
 from cephspine.models import AppearanceContextNet
 from cephspine.models.vertebra import VertebraCentreNet
 from cephspine.preprocess import Resampled, crop_patches, resample
-from cephspine.vertebrae import decode_vertebrae
+from cephspine.vertebrae import decode_vertebrae, vertebra_frames
+
+_VERTEBRA_REFINE_FIELDS = ("refine_target", "refine_max_width_px", "refine_angle_sd_deg")
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,18 @@ class StageConfig:
     """Vertebra models: the coarse net also regresses each pixel's spine level, and the
     decoder assigns peaks to vertebrae by order *and* level (see
     :func:`cephspine.vertebrae.decode_vertebrae`)."""
+    refine_target: str = "landmarks"
+    """What a refinement patch holds: ``"landmarks"`` (one patch per landmark, centred on
+    its coarse estimate, read from that landmark's output channel) or ``"vertebrae"`` (one
+    ``patch``-sized patch per vertebra, centred on its four coarse corners and rotated so
+    that their endplates are level; four output channels TL, TR, BL, BR place the corners
+    together; see :func:`cephspine.vertebrae.vertebra_frames`)."""
+    refine_max_width_px: float = 90.0
+    """Vertebra refinement: a vertebra wider than this (fine px, measured on the corners the
+    patch is framed by: the coarse ones at inference, the true ones in training) is sampled
+    at a coarser scale so that it spans this many patch pixels."""
+    refine_angle_sd_deg: float = 5.0
+    """Training of the vertebra refinement: s.d. of the random error of a patch's angle."""
 
     def __post_init__(self) -> None:
         if self.coarse_target not in ("landmarks", "vertebrae"):
@@ -69,14 +83,25 @@ class StageConfig:
             raise ValueError(f"a vertebra model has 4 corners per vertebra, not {self.n_landmarks} landmarks")
         if self.coarse_levels and self.coarse_target != "vertebrae":
             raise ValueError("coarse_levels needs coarse_target='vertebrae'")
+        if self.refine_target not in ("landmarks", "vertebrae"):
+            raise ValueError(f"refine_target must be 'landmarks' or 'vertebrae', not {self.refine_target!r}")
+        if self.refine_target == "vertebrae" and self.n_landmarks % 4:
+            raise ValueError(f"vertebra refinement needs 4 corners per vertebra, not {self.n_landmarks} landmarks")
 
     @property
     def coarse_mm(self) -> float:
         return self.fine_mm * self.coarse_pool
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON types; the vertebra-refinement fields only when one is set
+        (so that per-landmark cards read the same as before those fields existed)."""
         d = asdict(self)
         d["context_kernel"] = list(self.context_kernel)
+        if self.refine_target == "landmarks":
+            defaults = StageConfig()
+            for k in _VERTEBRA_REFINE_FIELDS:
+                if d[k] == getattr(defaults, k):
+                    del d[k]
         return d
 
     @classmethod
@@ -110,8 +135,13 @@ class StageConfig:
             context_stride=self.context_stride,
         )
 
+    @property
+    def refine_outputs(self) -> int:
+        """Output channels of the refinement net: one per landmark, or per vertebra corner."""
+        return 4 if self.refine_target == "vertebrae" else self.n_landmarks
+
     def build_refine(self) -> AppearanceContextNet:
-        return AppearanceContextNet(self.n_landmarks, base=self.refine_base, depth=self.refine_depth, context=False)
+        return AppearanceContextNet(self.refine_outputs, base=self.refine_base, depth=self.refine_depth, context=False)
 
 
 def for_inference(net: torch.nn.Module, device: torch.device | str = "cpu") -> torch.nn.Module:
@@ -220,23 +250,34 @@ def refine_stage(
     cfg: StageConfig,
     device: torch.device | str = "cpu",
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """Refined positions in fine pixels ``(N, 2)`` and peaks ``(N,)`` from one patch per landmark.
+    """Refined positions in fine pixels ``(N, 2)`` and peaks ``(N,)`` from the coarse
+    positions ``centers_fine``: one patch per landmark, or with ``cfg.refine_target ==
+    "vertebrae"`` one patch per vertebra (its four corners from four channels).
 
     The refinement net outputs logits of a spatial softmax (trained with cross-entropy
     against the normalised Gaussian target); ``peak`` is the largest softmax probability
     divided by the peak of the ideal target, about 1 for a sharp, confident heatmap.
     """
-    patches = crop_patches(fine.image, centers_fine, cfg.patch)
-    out = net(_net_input(patches, device))  # (N, N, p, p): patch k is read from channel k
-    idx = torch.arange(cfg.n_landmarks, device=out.device)
-    logits = out[idx, idx][:, None]
+    lin: npt.NDArray[np.float64] | None = None
+    if cfg.refine_target == "vertebrae":
+        ctr, lin = vertebra_frames(centers_fine, cfg.refine_max_width_px)
+        patches = crop_patches(fine.image, ctr, cfg.patch, torch.as_tensor(lin))
+        logits = net(_net_input(patches, device))  # (V, 4, p, p)
+    else:
+        ctr = np.asarray(centers_fine, dtype=np.float64)
+        patches = crop_patches(fine.image, ctr, cfg.patch)
+        out = net(_net_input(patches, device))  # (N, N, p, p): patch k is read from channel k
+        idx = torch.arange(cfg.n_landmarks, device=out.device)
+        logits = out[idx, idx][:, None]
     xy, _ = decode(logits)  # the log of a Gaussian is a parabola: exact sub-pixel fit
-    prob = torch.softmax(logits.flatten(1), dim=1)
+    prob = torch.softmax(logits.flatten(2), dim=2)
     # relative to the peak of the ideal target (a normalised Gaussian): ~1 when sharp
     ideal = 1.0 / (2.0 * np.pi * cfg.sigma_px**2)
-    peak = prob.amax(dim=1).cpu().numpy().astype(np.float64) / ideal
-    half = (cfg.patch - 1) / 2.0
-    return centers_fine + (xy[:, 0] - half), peak
+    peak = prob.amax(dim=2).cpu().numpy().astype(np.float64).reshape(-1) / ideal
+    uv = xy - (cfg.patch - 1) / 2.0  # (K, C, 2) patch offsets from each patch centre
+    if lin is not None:
+        uv = np.einsum("kij,kcj->kci", lin, uv)
+    return (ctr[:, None] + uv).reshape(-1, 2), peak
 
 
 def run_stages(

@@ -198,3 +198,39 @@ def drop_level_channel(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
     if len(weight) != LEVEL_CHANNEL + 1 or len(bias) != LEVEL_CHANNEL + 1:
         raise ValueError(f"not a coarse state with a level channel: head has {len(weight)} outputs")
     return state | {"appearance.head.weight": weight[:LEVEL_CHANNEL], "appearance.head.bias": bias[:LEVEL_CHANNEL]}
+
+
+MAX_FRAME_SCALE = 2.0
+"""A vertebra patch is sampled at most this much coarser than the fine grid (spread-out
+coarse corners of a gross error must not zoom the patch out arbitrarily)."""
+
+CORNER_FLIP = (1, 0, 3, 2)
+"""Corner order of a left-right mirrored vertebra: TL ↔ TR, BL ↔ BR."""
+
+
+def vertebra_frames(
+    corners: npt.NDArray[np.float64], max_width: float | None = None
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Each vertebra's patch frame from (estimated) corners ``(4V, 2)`` in TL, TR, BL, BR order.
+
+    Returns the centres ``(V, 2)`` (mean of the four corners) and ``(V, 2, 2)`` linear maps
+    from patch offsets to image offsets (for :func:`cephspine.preprocess.crop_patches`): a
+    rotation by the endplates' direction (TL→TR plus BL→BR), so that the vertebra is level
+    in its patch (never by more than 90°: left stays left), times a scale between 1 and
+    :data:`MAX_FRAME_SCALE` that brings a vertebra wider than ``max_width`` image pixels
+    down to that width in patch pixels.
+    """
+    q = np.asarray(corners, dtype=np.float64).reshape(-1, 4, 2)
+    ctr = q.mean(axis=1)
+    d = (q[:, 1] - q[:, 0]) + (q[:, 3] - q[:, 2])
+    # a frame never turns a vertebra upside down: corners given right-to-left (a gross
+    # coarse error) keep the patch's left on the image's left
+    d = np.where(d[:, :1] < 0, -d, d)
+    ang = np.arctan2(d[:, 1], d[:, 0])
+    scale = np.ones(len(q))
+    if max_width is not None:
+        width = 0.5 * np.linalg.norm(d, axis=1)
+        scale = np.clip(width / max_width, 1.0, MAX_FRAME_SCALE)
+    c, s = np.cos(ang) * scale, np.sin(ang) * scale
+    lin = np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], 1)
+    return ctr, lin

@@ -46,6 +46,22 @@ def test_spacing_free_model_needs_no_spacing(spine_dir: Path) -> None:
     assert list(df["corner"][:4]) == ["TL", "TR", "BL", "BR"]
 
 
+def test_vertebra_refinement_model_loads_and_predicts(tmp_path: Path) -> None:
+    """A model whose refinement places each vertebra's four corners from one patch."""
+    import dataclasses
+
+    cfg = dataclasses.replace(SPINE_TINY, coarse_target="vertebrae", refine_target="vertebrae")
+    d = build_model_dir(tmp_path / "vr", cfg, anatomy="spine", landmarks=list(SPINE_LANDMARKS), detect_facing=False)
+    det = cephspine.Detector.from_pretrained(d, device="cpu")
+    assert det.config.refine_outputs == 4
+    img = np.random.default_rng(2).uniform(0, 1, (700, 260)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pred = det.predict(img)
+    assert pred.xy_px.shape == (68, 2) and np.isfinite(pred.xy_px).all()
+    assert pred.confidence.shape == (68,) and len(pred.meta["features"]["refine_peak"]) == 68
+
+
 def test_same_image_at_two_sizes_gives_the_same_relative_points(spine_dir: Path) -> None:
     """Resampling to a fixed height: a 2x larger copy gives the same points, scaled."""
     det = cephspine.Detector.from_pretrained(spine_dir, device="cpu")

@@ -24,7 +24,7 @@ from cephspine.heatmaps import gaussian_targets
 from cephspine.pipeline import StageConfig, coarse_stage, fine_to_coarse, prepare
 from cephspine.preprocess import crop_patches, normalize_intensity, pixel_affine_to_theta
 from cephspine.training.augment import GeometricAugment, random_intensity, random_linear
-from cephspine.vertebrae import vertebra_loss
+from cephspine.vertebrae import CORNER_FLIP, vertebra_frames, vertebra_loss
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +81,16 @@ def build_cache(root: Path, ids: list[str], cfg: StageConfig, cache_file: Path |
     return cache
 
 
+CACHE_FIELDS = ("n_landmarks", "fine_mm", "coarse_pool", "pad_multiple", "fine_height_px", "min_width_px")
+"""The configuration fields that shape a training cache (resampling, pooling, padding)."""
+
+
 def cache_key(root: Path, ids: list[str], cfg: StageConfig) -> str:
-    """What a cache depends on: the data folder, the ids and the stage configuration."""
-    return json.dumps({"root": str(Path(root).resolve()), "ids": ids, "config": cfg.to_dict()}, sort_keys=True)
+    """What a cache depends on: the data folder, the ids and the configuration fields that
+    shape the prepared images (:data:`CACHE_FIELDS`), so that stages with different network
+    settings share one cache."""
+    prep = {k: getattr(cfg, k) for k in CACHE_FIELDS}
+    return json.dumps({"root": str(Path(root).resolve()), "ids": ids, "config": prep}, sort_keys=True)
 
 
 def load_cached(cache_file: Path | None, key: str) -> CephCache | None:
@@ -306,12 +313,61 @@ def refine_batch(
     return x, y, torch.as_tensor(lm)
 
 
-def refine_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def vertebra_refine_batch(
+    cache: CephCache, rng: np.random.Generator, cfg: StageConfig, batch: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Patches of whole vertebrae, their four corner targets and which targets count.
+
+    Every vertebra of ``batch // n_vertebrae`` random images (at least one). Each patch is
+    framed as at inference (:func:`~cephspine.vertebrae.vertebra_frames`) from the true
+    corners, then its centre is shifted (s.d. ``cfg.refine_offset_sd_px``), its angle
+    turned (s.d. ``cfg.refine_angle_sd_deg``) and its scale changed (0.9–1.1) at random,
+    as the coarse stage's errors would; half of the patches are mirrored (TL ↔ TR, BL ↔ BR).
+
+    Returns ``(B, 1, p, p)`` patches, ``(B, 4, p, p)`` Gaussian targets and a ``(B, 4)``
+    mask that is false for a corner outside its patch.
+    """
+    n_v = cfg.n_landmarks // 4
+    n_img = max(1, batch // n_v)
+    img = rng.integers(0, len(cache.ids), n_img)
+    p = cfg.patch
+    half = (p - 1) / 2.0
+    patches, uvs = [], []
+    for i in img:
+        q = cache.xy_fine[i].reshape(n_v, 4, 2)
+        ctr, lin = vertebra_frames(q.reshape(-1, 2), cfg.refine_max_width_px)
+        lim = 0.2 * p
+        ctr = ctr + np.clip(rng.normal(0, cfg.refine_offset_sd_px, (n_v, 2)), -lim, lim)
+        jitter = random_linear(rng, n_v, 0.0, (0.9, 1.1)).numpy()
+        ang = np.deg2rad(rng.normal(0, cfg.refine_angle_sd_deg, n_v))
+        rot = np.stack([np.stack([np.cos(ang), -np.sin(ang)], -1), np.stack([np.sin(ang), np.cos(ang)], -1)], 1)
+        lin = lin @ rot @ jitter
+        patches.append(crop_patches(cache.fine[i].float(), ctr, p, torch.as_tensor(lin)))
+        uvs.append(np.einsum("vij,vcj->vci", np.linalg.inv(lin), q - ctr[:, None]) + half)
+    x = torch.cat(patches)
+    uv = np.concatenate(uvs)
+    flip = rng.random(len(uv)) < 0.5
+    f = torch.from_numpy(flip)
+    x[f] = x[f].flip(-1)
+    uv[flip] = uv[flip][:, list(CORNER_FLIP)]
+    uv[flip, :, 0] = p - 1 - uv[flip, :, 0]
+    x = random_intensity(rng, x)
+    inside = torch.as_tensor(((uv >= 0) & (uv <= p - 1)).all(axis=-1))
+    y = gaussian_targets(torch.tensor(uv, dtype=torch.float32), p, p, cfg.sigma_px)
+    return x, y, inside
+
+
+def refine_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy between a spatial softmax of ``logits`` ``(B, P)`` and the Gaussian
-    ``target`` ``(B, P)`` normalised to sum 1. Converges much faster than MSE on sparse
+    ``target`` ``(B, P)`` normalised to sum 1, averaged over the rows (weighted by
+    ``weight`` ``(B,)`` when given). Converges much faster than MSE on sparse
     single-landmark patches, whose MSE optimum starts out at an all-zero map."""
     p = target / target.sum(dim=1, keepdim=True).clamp_min(1e-12)
-    return -(p * torch.log_softmax(logits, dim=1)).sum(dim=1).mean()
+    ce = -(p * torch.log_softmax(logits, dim=1)).sum(dim=1)
+    if weight is None:
+        return ce.mean()
+    w = weight.to(ce.dtype)
+    return (ce * w).sum() / w.sum().clamp_min(1e-12)
 
 
 def coarse_errors_mm(net: torch.nn.Module, cache: CephCache, cfg: StageConfig) -> np.ndarray:
@@ -413,9 +469,12 @@ def train_refine(
     for step in range(start, steps):
         for g in opt.param_groups:
             g["lr"] = _lr(lr, step / steps)
-        x, y, lm = refine_batch(train, rng, cfg, batch)
-        logits = net(x)[torch.arange(len(lm)), lm].flatten(1)
-        loss = refine_loss(logits, y.flatten(1))
+        if cfg.refine_target == "vertebrae":
+            x, y, inside = vertebra_refine_batch(train, rng, cfg, batch)
+            loss = refine_loss(net(x).flatten(0, 1).flatten(1), y.flatten(0, 1).flatten(1), inside.flatten())
+        else:
+            x, y, lm = refine_batch(train, rng, cfg, batch)
+            loss = refine_loss(net(x)[torch.arange(len(lm)), lm].flatten(1), y.flatten(1))
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -60,16 +60,28 @@ def render_model_card(card: dict[str, Any]) -> str:
             "`ExperimentalModelWarning`, and every prediction carries the same note in its warnings.",
             "",
         ]
+    if cfg.get("fine_height_px"):  # spacing-free models: grids by image height
+        coarse_grid = f"{cfg['fine_height_px'] // cfg['coarse_pool']} px high"
+        fine_grid = f"of the image resampled to {cfg['fine_height_px']} px high"
+    else:
+        coarse_grid = f"{cfg['fine_mm'] * cfg['coarse_pool']:g} mm/px"
+        fine_grid = f"at {cfg['fine_mm']:g} mm/px"
     lines += [
         "## Architecture",
         "",
         card["architecture"] + ".",
         "",
-        f"- Coarse grid {cfg['fine_mm'] * cfg['coarse_pool']:g} mm/px; U-Net base {cfg['coarse_base']} filters, "
+        f"- Coarse grid {coarse_grid}; U-Net base {cfg['coarse_base']} filters, "
         f"depth {cfg['coarse_depth']}, CBAM at every level; global context {cfg['context_width']} filters, "
         f"kernel {tuple(cfg['context_kernel'])}, 7 dilated layers on a grid {cfg['context_stride']}x coarser.",
-        f"- Refinement: {cfg['patch']}x{cfg['patch']} patches at {cfg['fine_mm']:g} mm/px, U-Net base "
-        f"{cfg['refine_base']}, depth {cfg['refine_depth']}, CBAM at every level.",
+        f"- Refinement: {cfg['patch']}x{cfg['patch']} patches {fine_grid}"
+        + (
+            f", one per vertebra (centred on its coarse corners, rotated so its endplates are level, vertebrae "
+            f"wider than {cfg['refine_max_width_px']:g} px scaled down to that width), four corner outputs"
+            if cfg.get("refine_target") == "vertebrae"
+            else ", one per landmark"
+        )
+        + f"; U-Net base {cfg['refine_base']}, depth {cfg['refine_depth']}, CBAM at every level.",
         (
             f"- Coarse stage: one class-agnostic heatmap of vertebra centres (Gaussian, sigma "
             f"{cfg.get('coarse_sigma_px') or cfg['sigma_px']:g} px, focal loss) and the offsets from each centre "

@@ -194,6 +194,13 @@ def finalize_spine(
 
         coarse = drop_level_channel(coarse)
     refine = torch.load(run / "refine_final.pt", weights_only=True)
+    n_out = len(refine["appearance.head.bias"])
+    if n_out != cfg.refine_outputs:
+        raise ValueError(
+            f"{run / 'refine_final.pt'}: the refinement net has {n_out} outputs but {run / 'config.json'} "
+            f"describes {cfg.refine_outputs} (refine_target {cfg.refine_target!r}); the config was last written "
+            "by a stage run with other settings: run the refine stage's settings again, or use separate run folders"
+        )
     card: dict[str, Any] = {
         "name": "spine",
         "version": card_extra.pop("version", "0.1.0"),
@@ -209,6 +216,11 @@ def finalize_spine(
             )
             + f"{tuple(cfg.context_kernel)} kernels, image resampled to {height // cfg.coarse_pool} px high; "
             f"refine: CBAM U-Net on {cfg.patch}x{cfg.patch} patches of the image resampled to {height} px high"
+            + (
+                ", one per vertebra rotated to its coarse endplates, four corner outputs"
+                if cfg.refine_target == "vertebrae"
+                else ", one per corner"
+            )
         ),
         "detect_facing": False,
         "citations": SPINE_CITATIONS,

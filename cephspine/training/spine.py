@@ -1,8 +1,9 @@
 """Training of the two-stage spine model (68 vertebral corners) on data in the AASCE layout.
 
-Same networks and training loops as the cephalometric model (:mod:`cephspine.training.ceph`);
-differences: 68 output channels, global-context kernels of 5×3, and images resampled to a
-fixed height (spine radiographs carry no spacing). Records with known defects (corners or
+Same training loops as the cephalometric model (:mod:`cephspine.training.ceph`);
+differences: a coarse stage that finds vertebra centres with their corner offsets, a
+refinement with one patch per vertebra and four corner outputs, global-context kernels of
+5×3, and images resampled to a fixed height (spine radiographs carry no spacing). Records with known defects (corners or
 vertebrae out of order, points outside the image) are excluded, each with its reason logged.
 """
 
@@ -39,20 +40,32 @@ SPINE_CONFIG = StageConfig(
     pad_multiple=128,
     context_kernel=(5, 3),
     context_stride=8,
-    patch=64,
+    patch=128,
     min_width_px=640,
     coarse_sigma_px=2.0,
     coarse_target="vertebrae",
+    refine_target="vertebrae",
 )
 """Fine grid 1024 px high; the coarse stage finds the 17 vertebra centres on a grid 256 px
 high (vertebrae about 12 px apart, centre targets σ 2 px) and reads each vertebra's four
 corners from offset channels; vertebra identity comes from the top-to-bottom order of the
 centres, so the network never has to count vertebrae. Global context on a 32 × 20 grid
 with 5 × 3 kernels (the paper: 64 × 32 on a 512-high image). The refinement stage then
-places each corner on the fine grid. (``coarse_levels=True`` adds a spine-level channel
+places each vertebra's four corners together on the fine grid: one 128 × 128 patch per
+vertebra, centred on its coarse corners and rotated so that their endplates are level
+(the median vertebra is 70 fine pixels wide; wider ones are sampled at a coarser scale,
+:attr:`StageConfig.refine_max_width_px`), four corner outputs (``spine`` 0.4.0; see
+docs/models/spine.md, run 10). (``coarse_levels=True`` adds a spine-level channel
 to tell T1 from C7 and L5 from the sacrum; its decoding measured no better than order on
-held-out images. The coarse stage of ``spine`` 0.3.0 was trained with it (``--levels``)
-and ships without it (``finalize --drop-levels``); see docs/models/spine.md, runs 5 and 6.)"""
+held-out images. The coarse stage of ``spine`` 0.3.0 and 0.4.0 was trained with it
+(``--levels``) and ships without it (``finalize --drop-levels``); see runs 5 and 6.)"""
+
+REFINE_VARIANTS: dict[str, dict[str, object]] = {
+    "vertebrae": {"refine_target": "vertebrae", "patch": 128},
+    "landmarks": {"refine_target": "landmarks", "patch": 64},
+}
+"""``--refine``: one patch per vertebra (the default, :data:`SPINE_CONFIG`), or one 64 × 64
+patch per corner, each read from its own output channel (``spine`` 0.1.0–0.3.0)."""
 
 FLIP_PERM = np.arange(68).reshape(17, 4)[:, [1, 0, 3, 2]].ravel()
 """Corner order of a left-right mirrored spine: TL ↔ TR and BL ↔ BR of each vertebra
@@ -185,6 +198,13 @@ def main(argv: list[str] | None = None) -> None:
         help="coarse only: random scale range (above 1 zooms out)",
     )
     ap.add_argument("--shift", type=float, default=10.0, help="coarse only: maximum random shift, coarse pixels")
+    ap.add_argument(
+        "--refine",
+        choices=sorted(REFINE_VARIANTS),
+        default="vertebrae",
+        help="refine stage: one patch per vertebra with its four corners (default), or one per corner "
+        "(REFINE_VARIANTS); finalize takes this from the run folder's config.json",
+    )
     ap.add_argument("--coarse", type=Path, default=None, help="finalize: coarse weights (default OUT/coarse_final.pt)")
     ap.add_argument(
         "--drop-levels", action="store_true", help="finalize: the coarse weights have a level channel; leave it out"
@@ -197,6 +217,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg = dataclasses.replace(SPINE_CONFIG, coarse_levels=True) if args.levels else SPINE_CONFIG
+    cfg = dataclasses.replace(cfg, **REFINE_VARIANTS[args.refine])  # type: ignore[arg-type]
     tr_ids, va_ids, excluded = split_spine(args.data)
     if args.stage == "finalize":
         from cephspine.training.finalize import finalize_spine

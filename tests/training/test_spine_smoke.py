@@ -16,8 +16,12 @@ from tests.conftest import TINY_CONFIG_KW
 pytestmark = pytest.mark.shared_data
 
 
-@pytest.mark.parametrize("coarse_target", ["landmarks", "vertebrae"])
-def test_train_finalize_predict_spine(shared_data: Path, tmp_path: Path, coarse_target: str) -> None:
+@pytest.mark.parametrize(
+    "coarse_target, refine_target", [("landmarks", "landmarks"), ("vertebrae", "landmarks"), ("vertebrae", "vertebrae")]
+)
+def test_train_finalize_predict_spine(
+    shared_data: Path, tmp_path: Path, coarse_target: str, refine_target: str
+) -> None:
     import cephspine
     from cephspine.training.ceph import train_coarse, train_refine
     from cephspine.training.finalize import finalize_spine
@@ -28,7 +32,13 @@ def test_train_finalize_predict_spine(shared_data: Path, tmp_path: Path, coarse_
     assert len(tr) + len(va) + len(excluded) == 481
     assert "sunhl-1th-30-Dec-2016-161_A_AP.jpg" in excluded  # corners out of order
     assert not set(tr) & set(va) and not set(excluded) & (set(tr) | set(va))
-    kw = {"n_landmarks": 68, "fine_height_px": 128, "context_kernel": (5, 3), "coarse_target": coarse_target}
+    kw = {
+        "n_landmarks": 68,
+        "fine_height_px": 128,
+        "context_kernel": (5, 3),
+        "coarse_target": coarse_target,
+        "refine_target": refine_target,
+    }
     cfg = StageConfig(**(TINY_CONFIG_KW | kw))  # type: ignore[arg-type]
     run = tmp_path / "run"
     run.mkdir()
@@ -48,6 +58,7 @@ def test_train_finalize_predict_spine(shared_data: Path, tmp_path: Path, coarse_
     card_md = (run / "model" / "MODEL_CARD.md").read_text()
     assert card_md.count("Cobb SMAPE") == 1
     assert ("vertebra centres" in card_md) == (coarse_target == "vertebrae")
+    assert ("one per vertebra" in card["architecture"]) == (refine_target == "vertebrae")
 
 
 def test_mirror_augmentation_keeps_left_corners_left(shared_data: Path) -> None:
