@@ -48,7 +48,8 @@ class StageConfig:
     refine_base: int = 16
     refine_depth: int = 3
     refine_offset_sd_px: float = 10.0
-    """Training: s.d. of the random shift of a patch centre from the true point (fine px)."""
+    """Training: s.d. of the random shift of a patch centre from the true point (for
+    vertebra patches: from the mean of the true corners), fine px."""
     fine_height_px: int | None = None
     """When set, images are resampled so that their height is this many fine pixels
     (aspect ratio kept, pixel spacing ignored): for images without a spacing (spine)."""

@@ -57,8 +57,9 @@ vertebra, centred on its coarse corners and rotated so that their endplates are 
 :attr:`StageConfig.refine_max_width_px`), four corner outputs (``spine`` 0.4.0; see
 docs/models/spine.md, run 10). (``coarse_levels=True`` adds a spine-level channel
 to tell T1 from C7 and L5 from the sacrum; its decoding measured no better than order on
-held-out images. The coarse stage of ``spine`` 0.3.0 and 0.4.0 was trained with it
-(``--levels``) and ships without it (``finalize --drop-levels``); see runs 5 and 6.)"""
+held-out images. The coarse stage of ``spine`` 0.3.0 was trained with it (``--levels``)
+and ships without it (``finalize --drop-levels``); 0.4.0 reuses 0.3.0's coarse weights;
+see runs 5 and 6.)"""
 
 REFINE_VARIANTS: dict[str, dict[str, object]] = {
     "vertebrae": {"refine_target": "vertebrae", "patch": 128},
