@@ -98,6 +98,14 @@ def pixel_affine_to_theta(m: torch.Tensor, src_hw: tuple[int, int], out_hw: tupl
     return (n_src @ m3 @ n_out_inv)[:, :2, :]
 
 
+def rotation_scale(
+    angle_rad: npt.NDArray[np.float64], scale: npt.NDArray[np.float64] | float = 1.0
+) -> npt.NDArray[np.float64]:
+    """``(K, 2, 2)`` matrices ``scale · R(angle)`` (the linear maps of :func:`crop_patches`)."""
+    c, s = np.cos(angle_rad) * scale, np.sin(angle_rad) * scale
+    return np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], 1)
+
+
 def crop_patches(
     image: torch.Tensor, centers_xy: npt.NDArray[np.float64], size: int, m_lin: torch.Tensor | None = None
 ) -> torch.Tensor:

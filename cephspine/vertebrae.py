@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from cephspine.models.vertebra import N_CORNERS, VertebraCentreNet
+from cephspine.preprocess import rotation_scale
 
 NMS_WINDOW = 5
 """A centre is a peak when it is the maximum of its 5 × 5 neighbourhood (vertebrae are
@@ -231,6 +232,4 @@ def vertebra_frames(
     if max_width is not None:
         width = 0.5 * np.linalg.norm(d, axis=1)
         scale = np.clip(width / max_width, 1.0, MAX_FRAME_SCALE)
-    c, s = np.cos(ang) * scale, np.sin(ang) * scale
-    lin = np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], 1)
-    return ctr, lin
+    return ctr, rotation_scale(ang, scale)

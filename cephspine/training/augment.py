@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from cephspine.preprocess import rotation_scale
+
 
 @dataclass(frozen=True)
 class GeometricAugment:
@@ -34,8 +36,7 @@ def random_linear(
     """``(n, 2, 2)`` rotation-times-scale matrices mapping output offsets to source offsets."""
     ang = np.deg2rad(rng.uniform(-max_rot_deg, max_rot_deg, n))
     s = rng.uniform(scale_range[0], scale_range[1], n)
-    c, si = np.cos(ang) * s, np.sin(ang) * s
-    return torch.tensor(np.stack([np.stack([c, -si], -1), np.stack([si, c], -1)], 1), dtype=torch.float32)
+    return torch.tensor(rotation_scale(ang, s), dtype=torch.float32)
 
 
 def random_intensity(rng: np.random.Generator, x: torch.Tensor) -> torch.Tensor:

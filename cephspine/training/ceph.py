@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from cephspine.heatmaps import gaussian_targets
 from cephspine.pipeline import StageConfig, coarse_stage, fine_to_coarse, prepare
-from cephspine.preprocess import crop_patches, normalize_intensity, pixel_affine_to_theta
+from cephspine.preprocess import crop_patches, normalize_intensity, pixel_affine_to_theta, rotation_scale
 from cephspine.training.augment import GeometricAugment, random_intensity, random_linear
 from cephspine.vertebrae import CORNER_FLIP, vertebra_frames, vertebra_loss
 
@@ -332,16 +332,15 @@ def vertebra_refine_batch(
     img = rng.integers(0, len(cache.ids), n_img)
     p = cfg.patch
     half = (p - 1) / 2.0
+    lim = 0.2 * p
     patches, uvs = [], []
     for i in img:
         q = cache.xy_fine[i].reshape(n_v, 4, 2)
         ctr, lin = vertebra_frames(q.reshape(-1, 2), cfg.refine_max_width_px)
-        lim = 0.2 * p
         ctr = ctr + np.clip(rng.normal(0, cfg.refine_offset_sd_px, (n_v, 2)), -lim, lim)
         jitter = random_linear(rng, n_v, 0.0, (0.9, 1.1)).numpy()
         ang = np.deg2rad(rng.normal(0, cfg.refine_angle_sd_deg, n_v))
-        rot = np.stack([np.stack([np.cos(ang), -np.sin(ang)], -1), np.stack([np.sin(ang), np.cos(ang)], -1)], 1)
-        lin = lin @ rot @ jitter
+        lin = lin @ rotation_scale(ang) @ jitter
         patches.append(crop_patches(cache.fine[i].float(), ctr, p, torch.as_tensor(lin)))
         uvs.append(np.einsum("vij,vcj->vci", np.linalg.inv(lin), q - ctr[:, None]) + half)
     x = torch.cat(patches)
