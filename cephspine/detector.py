@@ -73,6 +73,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
+_END_PRIOR_KEYS = ("end_prior", "end_prior_weight")
+
+
 def _load_state(path: Path, prefix: str, net: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
     expected = net.state_dict()
     sub = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
@@ -154,6 +157,8 @@ class Detector:
         *,
         device: str | torch.device = "auto",
         register: str = "auto",
+        end_prior: bool = True,
+        refine_flip: bool = True,
     ) -> Detector:
         """Load a model by name (``"ceph"``) or from a directory with ``model.safetensors``
         and ``card.json``. Weights are read with safetensors only (never pickle).
@@ -164,6 +169,15 @@ class Detector:
             register: template registration before the coarse stage: ``"auto"`` (only when
                 the unregistered coarse heatmaps are weak, i.e. an unusual pose or scanner),
                 ``"always"``, or ``"never"``. Needs a template in the model directory.
+            end_prior: spine models with an end prior in their card (``config.end_prior``)
+                choose the first and last vertebra by peak strength and by where T1 and L5
+                lie in the training images; ``False`` decodes by peak strength alone (for
+                images whose field of view differs from the training images', e.g. a
+                full-length radiograph with the skull or the pelvis in view).
+            refine_flip: spine models with ``config.refine_flip`` in their card refine each
+                vertebra on its patch and on the patch's mirror image and average the two;
+                ``False`` uses the patch alone (about half the refinement time, slightly
+                less accurate).
 
         Raises:
             UnknownModelError: unknown name (the message lists the known ones).
@@ -185,6 +199,10 @@ class Detector:
             tensors = load_file(str(wpath))
         except (SafetensorError, OSError, ValueError) as exc:
             raise ModelLoadError(f"{wpath}: not a readable safetensors file ({exc})") from None
+        if not end_prior and isinstance(card.get("config"), dict) and "end_prior" in card["config"]:
+            card = card | {"config": {k: v for k, v in card["config"].items() if k not in _END_PRIOR_KEYS}}
+        if not refine_flip and isinstance(card.get("config"), dict) and card["config"].get("refine_flip"):
+            card = card | {"config": card["config"] | {"refine_flip": False}}
         try:
             cfg = StageConfig.from_dict(card["config"])
             if len(card["landmarks"]) != cfg.n_landmarks:

@@ -19,7 +19,7 @@ from cephspine.heatmaps import decode
 from cephspine.models import AppearanceContextNet
 from cephspine.models.vertebra import VertebraCentreNet
 from cephspine.preprocess import Resampled, crop_patches, resample
-from cephspine.vertebrae import decode_vertebrae, vertebra_frames
+from cephspine.vertebrae import CORNER_FLIP, decode_vertebrae, vertebra_frames
 
 _VERTEBRA_REFINE_FIELDS = ("refine_target", "refine_max_width_px", "refine_angle_sd_deg")
 
@@ -76,6 +76,18 @@ class StageConfig:
     at a coarser scale so that it spans this many patch pixels."""
     refine_angle_sd_deg: float = 5.0
     """Training of the vertebra refinement: s.d. of the random error of a patch's angle."""
+    refine_flip: bool = False
+    """Vertebra refinement: also refine each patch mirrored left-right (corner channels
+    swapped back) and average the two log-probability maps before decoding."""
+    end_prior: tuple[float, float, float, float] | None = None
+    """Vertebra models: where the first and the last vertebra's centres lie in the training
+    images, ``(top_mean, top_sd, bottom_mean, bottom_sd)`` as fractions of the image height
+    (:func:`cephspine.vertebrae.fit_end_prior`). When set, the decoder chooses the chain's
+    ends by peak strength *and* position (:func:`cephspine.vertebrae.choose_chain`): it
+    assumes the training images' field of view (for AASCE, T1 near the top edge and L5 about
+    a tenth of the height above the bottom)."""
+    end_prior_weight: float = 0.5
+    """Weight of the end prior's position log-likelihoods in the decoding."""
 
     def __post_init__(self) -> None:
         if self.coarse_target not in ("landmarks", "vertebrae"):
@@ -88,16 +100,32 @@ class StageConfig:
             raise ValueError(f"refine_target must be 'landmarks' or 'vertebrae', not {self.refine_target!r}")
         if self.refine_target == "vertebrae" and self.n_landmarks % 4:
             raise ValueError(f"vertebra refinement needs 4 corners per vertebra, not {self.n_landmarks} landmarks")
+        if self.refine_flip and self.refine_target != "vertebrae":
+            raise ValueError("refine_flip needs refine_target='vertebrae'")
+        if self.end_prior is not None:
+            if self.coarse_target != "vertebrae" or self.coarse_levels:
+                raise ValueError("end_prior needs coarse_target='vertebrae' without coarse_levels")
+            if len(self.end_prior) != 4 or not (self.end_prior[1] > 0 and self.end_prior[3] > 0):
+                raise ValueError(f"end_prior must be (top mean, top sd, bottom mean, bottom sd): {self.end_prior}")
+            if self.end_prior_weight < 0:
+                raise ValueError(f"end_prior_weight must be >= 0, not {self.end_prior_weight}")
 
     @property
     def coarse_mm(self) -> float:
         return self.fine_mm * self.coarse_pool
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields as JSON types; the vertebra-refinement fields only when one is set
-        (so that per-landmark cards read the same as before those fields existed)."""
+        """The fields as JSON types; the vertebra-refinement fields only when one is set,
+        ``refine_flip`` only when true, the end-prior fields only with an end prior (so that
+        older cards read the same as before those fields existed)."""
         d = asdict(self)
         d["context_kernel"] = list(self.context_kernel)
+        if not self.refine_flip:
+            del d["refine_flip"]
+        if self.end_prior is None:
+            del d["end_prior"], d["end_prior_weight"]
+        else:
+            d["end_prior"] = list(self.end_prior)
         if self.refine_target == "landmarks":
             defaults = StageConfig()
             for k in _VERTEBRA_REFINE_FIELDS:
@@ -114,6 +142,8 @@ class StageConfig:
         kw = dict(d)
         if "context_kernel" in kw:
             kw["context_kernel"] = tuple(kw["context_kernel"])
+        if kw.get("end_prior") is not None:
+            kw["end_prior"] = tuple(float(v) for v in kw["end_prior"])
         return cls(**kw)
 
     def build_coarse(self) -> torch.nn.Module:
@@ -231,7 +261,9 @@ def coarse_stage(
     hm = net(_net_input(coarse_imgs, device))
     if cfg.coarse_target == "vertebrae":
         grid_hw = None if valid_hw is None else (-(-valid_hw[0] // cfg.coarse_pool), -(-valid_hw[1] // cfg.coarse_pool))
-        xy, peak = decode_vertebrae(hm, cfg.n_landmarks // 4, grid_hw)
+        xy, peak = decode_vertebrae(
+            hm, cfg.n_landmarks // 4, grid_hw, end_prior=cfg.end_prior, end_weight=cfg.end_prior_weight
+        )
         return coarse_to_fine(xy, cfg.coarse_pool), peak
     if valid_hw is not None:
         h = -(-valid_hw[0] // cfg.coarse_pool)
@@ -253,7 +285,8 @@ def refine_stage(
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Refined positions in fine pixels ``(N, 2)`` and peaks ``(N,)`` from the coarse
     positions ``centers_fine``: one patch per landmark, or with ``cfg.refine_target ==
-    "vertebrae"`` one patch per vertebra (its four corners from four channels).
+    "vertebrae"`` one patch per vertebra (its four corners from four channels; with
+    ``cfg.refine_flip`` also the mirrored patch, the two log-probability maps averaged).
 
     The refinement net outputs logits of a spatial softmax (trained with cross-entropy
     against the normalised Gaussian target); ``peak`` is the largest softmax probability
@@ -264,6 +297,10 @@ def refine_stage(
         ctr, lin = vertebra_frames(centers_fine, cfg.refine_max_width_px)
         patches = crop_patches(fine.image, ctr, cfg.patch, torch.as_tensor(lin))
         logits = net(_net_input(patches, device))  # (V, 4, p, p)
+        if cfg.refine_flip:  # the mirrored patch: its TL is the vertebra's TR, and so on
+            flipped = net(_net_input(patches.flip(-1), device)).flip(-1)[:, list(CORNER_FLIP)]
+            both = torch.log_softmax(logits.flatten(2), 2) + torch.log_softmax(flipped.flatten(2), 2)
+            logits = (both / 2).view_as(logits)
     else:
         ctr = np.asarray(centers_fine, dtype=np.float64)
         patches = crop_patches(fine.image, ctr, cfg.patch)

@@ -8,6 +8,11 @@ at its pixel. Corner order per vertebra: TL, TR, BL, BR.
 A network with a spine-level channel (``levels=True``) also says *which* vertebra each
 peak is; when there are more strong peaks than vertebrae, the decoder picks the run of
 consecutive peaks whose levels and strengths agree best (:func:`best_window`).
+
+A model with an *end prior* (``StageConfig.end_prior``) also knows where T1 and L5 usually
+lie in the image: the decoder then chooses the first and the last vertebra among all
+peaks so that strength and position agree best (:func:`choose_chain`), which settles
+whether a strong peak just above T1 (C7) or just below L5 (S1) belongs to the chain.
 """
 
 from __future__ import annotations
@@ -35,6 +40,13 @@ vertebra off its slot costs as much as a 7.4× weaker peak."""
 CANDIDATE_MIN_PROB = 0.4
 """Decoding with levels: a candidate peak needs at least this centre probability (weak
 peaks away from the spine have no meaningful level)."""
+
+END_MIN_PROB = 0.1
+"""Decoding with an end prior: a peak is a candidate vertebra from this centre probability."""
+
+END_PRIOR_WEIGHT = 0.5
+"""Decoding with an end prior: weight of the two Gaussian position log-likelihoods against
+the sum of the chosen peaks' log-probabilities (chosen on training images)."""
 
 LEVEL_MARGIN = 1.5
 """Training: the level channel is supervised up to this many vertebrae above the first
@@ -127,6 +139,8 @@ def decode_vertebrae(
     valid_hw: tuple[int, int] | None = None,
     level_sd: float = LEVEL_SD,
     min_prob: float = CANDIDATE_MIN_PROB,
+    end_prior: tuple[float, float, float, float] | None = None,
+    end_weight: float = END_PRIOR_WEIGHT,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Corners ``(B, 4 n, 2)`` in grid pixels and per-corner scores ``(B, 4 n)`` (the
     centre-heatmap probability of the corner's vertebra).
@@ -136,7 +150,9 @@ def decode_vertebrae(
     With a level channel and more than ``n_vertebrae`` peaks of probability ``min_prob``
     or more, all those peaks are candidates and :func:`best_window` (with ``level_sd``)
     chooses the run of ``n_vertebrae`` consecutive ones; otherwise the ``n_vertebrae``
-    strongest peaks are the vertebrae.
+    strongest peaks are the vertebrae. With ``end_prior`` (see :func:`fit_end_prior`) and at
+    least ``n_vertebrae`` peaks of probability :data:`END_MIN_PROB` or more, those peaks are
+    the candidates and :func:`choose_chain` (with ``end_weight``) picks the vertebrae.
     """
     out = out.detach().float().cpu()
     b, _, h, w = out.shape
@@ -152,11 +168,18 @@ def decode_vertebrae(
         # peaks first, then the other pixels by probability (ties are impossible to order otherwise)
         rank = (peaks[k, 0] + prob[k, 0] * 1e-3).flatten()
         strong = int((peaks[k, 0] >= min_prob).sum()) if levels else 0
+        if end_prior is not None and int((peaks[k, 0] >= END_MIN_PROB).sum()) >= n_vertebrae:
+            strong = int((peaks[k, 0] >= END_MIN_PROB).sum())
         idx = torch.topk(rank, min(max(n_vertebrae, strong), h * w)).indices
         iy, ix = idx // w, idx % w
         order = torch.argsort(iy.double() + ix.double() * 1e-6)
         iy, ix = iy[order], ix[order]
-        if len(iy) > n_vertebrae:  # more strong peaks than vertebrae: the levels choose the run
+        if len(iy) > n_vertebrae and end_prior is not None:  # the end prior chooses the chain
+            rows = valid_hw[0] if valid_hw is not None else h
+            y_rel = (iy.double().numpy() + 0.5) / rows
+            sel = choose_chain(prob[k, 0, iy, ix].double().numpy(), y_rel, n_vertebrae, end_prior, end_weight)
+            iy, ix = iy[sel], ix[sel]
+        elif len(iy) > n_vertebrae:  # more strong peaks than vertebrae: the levels choose the run
             lv = out[k, LEVEL_CHANNEL, iy, ix].double().numpy() * VertebraCentreNet.level_unit
             j = best_window(prob[k, 0, iy, ix].double().numpy(), lv + (n_vertebrae - 1) / 2, n_vertebrae, level_sd)
             iy, ix = iy[j : j + n_vertebrae], ix[j : j + n_vertebrae]
@@ -166,6 +189,62 @@ def decode_vertebrae(
         xy[k] = (base + off).reshape(-1, 2).numpy()
         score[k] = np.repeat(prob[k, 0, iy, ix].double().numpy(), N_CORNERS)
     return xy, score
+
+
+def choose_chain(
+    prob: np.ndarray,
+    y_rel: np.ndarray,
+    n: int,
+    end_prior: tuple[float, float, float, float],
+    weight: float = END_PRIOR_WEIGHT,
+) -> np.ndarray:
+    """Indices of the ``n`` candidates (sorted top to bottom) that become vertebrae 0 … n−1.
+
+    Args:
+        prob: centre probabilities of the candidates.
+        y_rel: their heights as a fraction of the image height (0 top, 1 bottom).
+        end_prior: ``(top_mean, top_sd, bottom_mean, bottom_sd)`` of the first and the last
+            vertebra's centre height, as fractions of the image height (:func:`fit_end_prior`).
+        weight: weight of the two position log-likelihoods.
+
+    Every pair (first, last) with at least ``n − 2`` candidates between them is scored
+    ``Σ log p`` over the first, the last and the ``n − 2`` strongest candidates between,
+    plus ``weight · (log N(y_first; top) + log N(y_last; bottom))``; the best pair wins.
+    With ``weight = 0`` this is the ``n`` strongest candidates.
+    """
+    m = len(prob)
+    if m < n:
+        raise ValueError(f"{m} candidates for {n} vertebrae")
+    logp = np.log(np.clip(prob, 1e-6, 1.0))
+    t_mu, t_sd, b_mu, b_sd = end_prior
+    top = -0.5 * ((y_rel - t_mu) / t_sd) ** 2
+    bottom = -0.5 * ((y_rel - b_mu) / b_sd) ** 2
+    best, chosen = -np.inf, np.arange(n)
+    for a in range(m - n + 1):
+        for b in range(a + n - 1, m):
+            inner = a + 1 + np.argsort(-logp[a + 1 : b], kind="stable")[: n - 2]
+            score = logp[a] + logp[b] + logp[inner].sum() + weight * (top[a] + bottom[b])
+            if score > best:
+                best, chosen = score, np.sort(np.concatenate([[a], inner, [b]]))
+    return chosen
+
+
+def fit_end_prior(corners: npt.ArrayLike, heights: npt.ArrayLike) -> tuple[float, float, float, float]:
+    """Where the first and the last vertebra lie in training images: ``(top_mean, top_sd,
+    bottom_mean, bottom_sd)`` of their centre heights (mean of the four corners) as
+    fractions of the image height.
+
+    Args:
+        corners: ``(M, 4V, 2)`` true corners (TL, TR, BL, BR per vertebra, top to bottom),
+            in the pixels of images of height ``heights`` ``(M,)``.
+    """
+    q = np.asarray(corners, dtype=np.float64)
+    h = np.asarray(heights, dtype=np.float64)
+    if q.ndim != 3 or q.shape[1] % N_CORNERS or len(q) != len(h) or len(q) < 2:
+        raise ValueError(f"need corners (M >= 2, 4V, 2) and M heights, got {q.shape} and {h.shape}")
+    ctr_y = q.reshape(len(q), -1, N_CORNERS, 2)[..., 1].mean(axis=2) / h[:, None]
+    t, b = ctr_y[:, 0], ctr_y[:, -1]
+    return (float(t.mean()), float(t.std(ddof=1)), float(b.mean()), float(b.std(ddof=1)))
 
 
 def best_window(prob: np.ndarray, level: np.ndarray, n: int, level_sd: float = LEVEL_SD) -> int:

@@ -86,8 +86,20 @@ def render_model_card(card: dict[str, Any]) -> str:
             f"- Coarse stage: one class-agnostic heatmap of vertebra centres (Gaussian, sigma "
             f"{cfg.get('coarse_sigma_px') or cfg['sigma_px']:g} px, focal loss) and the offsets from each centre "
             "to its four corners (L1 loss); the strongest separate peaks, sorted top to bottom, are the "
-            "vertebrae. Refinement: Gaussian heatmaps, sigma "
-            f"{cfg['sigma_px']:g} px, cross-entropy between a spatial softmax and the Gaussian normalised to sum 1."
+            "vertebrae"
+            + (
+                " (the first and the last chosen by peak strength and by where T1 and L5 lie in the training "
+                f"images, weight {cfg.get('end_prior_weight', 0.5):g})"
+                if cfg.get("end_prior")
+                else ""
+            )
+            + ". Refinement: Gaussian heatmaps, sigma "
+            f"{cfg['sigma_px']:g} px, cross-entropy between a spatial softmax and the Gaussian normalised to sum 1"
+            + (
+                ", averaged at inference over each patch and its mirror image (corners swapped)."
+                if cfg.get("refine_flip")
+                else "."
+            )
             if cfg.get("coarse_target") == "vertebrae"
             else f"- Targets: Gaussian heatmaps, sigma {cfg['sigma_px']:g} px of each stage's grid"
             + (f" ({cfg['coarse_sigma_px']:g} px on the coarse grid)" if cfg.get("coarse_sigma_px") else "")

@@ -158,6 +158,24 @@ SPINE_CITATIONS = [
 ]
 
 
+def spine_end_prior(data: Path, val_ids: list[str]) -> tuple[float, float, float, float]:
+    """End prior (:func:`cephspine.vertebrae.fit_end_prior`) of the clean AASCE records of
+    ``data`` that are not in ``val_ids``."""
+    from cephspine.io.datasets import AasceDataset
+    from cephspine.vertebrae import fit_end_prior
+
+    held_out = set(val_ids)
+    corners, heights = [], []
+    for rec in AasceDataset(data):
+        if rec.defects or rec.id in held_out or rec.image_shape is None:
+            continue
+        corners.append(rec.landmarks)
+        heights.append(rec.image_shape[0])
+    prior = fit_end_prior(np.stack(corners), np.array(heights))
+    log.info("end prior from %d training records: %s", len(corners), prior)
+    return prior
+
+
 def finalize_spine(
     run: Path,
     data: Path,
@@ -167,13 +185,19 @@ def finalize_spine(
     radius_mm: float = 3.0,
     coarse_file: Path | None = None,
     drop_levels: bool = False,
+    end_prior: bool = False,
+    refine_flip: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``run``'s spine stages on ``val_ids``, calibrate the confidence to
     P(error ≤ ``radius_mm`` under the L4–L5 = 35 mm scale), and write ``out``.
 
     ``coarse_file``: the coarse weights (default ``run/coarse_final.pt``), e.g. from another
     run; ``drop_levels``: they were trained with the spine-level channel, which the model
-    written here leaves out (:func:`cephspine.vertebrae.drop_level_channel`).
+    written here leaves out (:func:`cephspine.vertebrae.drop_level_channel`); ``end_prior``:
+    the model decodes with an end prior fitted on the training split's records (the clean
+    records of ``data`` not in ``val_ids``, :func:`cephspine.vertebrae.fit_end_prior`);
+    ``refine_flip``: the refinement also runs on the mirrored patches
+    (:attr:`~cephspine.pipeline.StageConfig.refine_flip`).
     """
     from cephspine.anatomy import SPINE_LANDMARKS
     from cephspine.detector import Detector
@@ -188,6 +212,10 @@ def finalize_spine(
         from cephspine.training.spine import CANVAS_WIDTH_FINE
 
         cfg = dataclasses.replace(cfg, min_width_px=CANVAS_WIDTH_FINE)
+    if end_prior:
+        cfg = dataclasses.replace(cfg, end_prior=spine_end_prior(data, val_ids))
+    if refine_flip:
+        cfg = dataclasses.replace(cfg, refine_flip=True)
     coarse = torch.load(coarse_file or run / "coarse_final.pt", weights_only=True)
     if drop_levels:
         from cephspine.vertebrae import drop_level_channel

@@ -210,6 +210,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--drop-levels", action="store_true", help="finalize: the coarse weights have a level channel; leave it out"
     )
+    ap.add_argument(
+        "--end-prior",
+        action="store_true",
+        help="finalize: decode with a prior on where T1 and L5 lie, fitted on the training split",
+    )
+    ap.add_argument(
+        "--refine-flip",
+        action="store_true",
+        help="finalize: the vertebra refinement also runs on mirrored patches (averaged)",
+    )
     args = ap.parse_args(argv)
     try:
         geometry = GeometricAugment(args.rotate, (args.scale[0], args.scale[1]), args.shift)
@@ -226,7 +236,8 @@ def main(argv: list[str] | None = None) -> None:
         info = json.loads(args.info.read_text()) if args.info else {}
         finalize_spine(args.out, args.data, args.model_out or args.out / "model", va_ids,
                        {"version": args.version, "training": info}, coarse_file=args.coarse,
-                       drop_levels=args.drop_levels)  # fmt: skip
+                       drop_levels=args.drop_levels, end_prior=args.end_prior,
+                       refine_flip=args.refine_flip)  # fmt: skip
         return
     for name, why in sorted(excluded.items()):
         log.info("excluded %s: %s", name, why)
