@@ -29,6 +29,9 @@ def main() -> None:
     ap.add_argument("--register", default="auto", choices=["auto", "always", "never"])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--model", default="ceph")
+    ap.add_argument(
+        "--no-refine-flip", action="store_true", help="spine: skip the mirrored vertebra patches (refine_flip=False)"
+    )
     args = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -42,7 +45,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     image = Path(args.image) if args.image else example_path("ceph")
     t = time.perf_counter()
-    det = cephspine.Detector.from_pretrained(args.model, device=args.device, register=args.register)
+    det = cephspine.Detector.from_pretrained(
+        args.model, device=args.device, register=args.register, refine_flip=not args.no_refine_flip
+    )
     load_model_s = time.perf_counter() - t
     totals, stages = [], []
     with warnings.catch_warnings():
@@ -60,7 +65,7 @@ def main() -> None:
     )
     print(
         f"model: {det.name} {det.version}; image: {image.name} {pred.image_shape[1]}x{pred.image_shape[0]} px; "
-        f"register={det.register}"
+        f"register={det.register}" + (f"; refine_flip={det.config.refine_flip}" if det.config.refine_flip else "")
     )
     print(f"import torch+cephspine: {import_s:.2f} s; model load: {load_model_s:.2f} s")
     for key in sorted({k for s in stages for k in s}):

@@ -186,6 +186,20 @@ def _net_input(x: torch.Tensor, device: torch.device | str) -> torch.Tensor:
     return x.to(device=device, memory_format=torch.channels_last)
 
 
+REFINE_CPU_PIXELS = 8 * 128 * 128
+"""Refinement input pixels per forward pass on a CPU (8 patches of 128², 32 of 64²).
+Smaller batches keep the activations in cache: with the ``spine`` refinement net on 2
+threads, 34 patches of 128² took 0.22–0.23 s in batches of 4–12 against 0.31 s in two
+batches of 17 and 0.65 s in one. A GPU gets all patches at once."""
+
+
+def _refine_forward(net: torch.nn.Module, patches: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    if torch.device(device).type != "cpu":
+        return net(_net_input(patches, device))
+    per_pass = max(1, REFINE_CPU_PIXELS // (patches.shape[-2] * patches.shape[-1]))
+    return torch.cat([net(_net_input(chunk, device)) for chunk in patches.split(per_pass)])
+
+
 def fine_to_coarse(xy: npt.NDArray[np.float64], pool: int) -> npt.NDArray[np.float64]:
     return (np.asarray(xy, dtype=np.float64) + 0.5) / pool - 0.5
 
@@ -296,15 +310,17 @@ def refine_stage(
     if cfg.refine_target == "vertebrae":
         ctr, lin = vertebra_frames(centers_fine, cfg.refine_max_width_px)
         patches = crop_patches(fine.image, ctr, cfg.patch, torch.as_tensor(lin))
-        logits = net(_net_input(patches, device))  # (V, 4, p, p)
-        if cfg.refine_flip:  # the mirrored patch: its TL is the vertebra's TR, and so on
-            flipped = net(_net_input(patches.flip(-1), device)).flip(-1)[:, list(CORNER_FLIP)]
+        if cfg.refine_flip:  # also the mirrored patch: its TL is the vertebra's TR, and so on
+            out = _refine_forward(net, torch.cat([patches, patches.flip(-1)]), device)
+            logits, flipped = out[: len(patches)], out[len(patches) :].flip(-1)[:, list(CORNER_FLIP)]
             both = torch.log_softmax(logits.flatten(2), 2) + torch.log_softmax(flipped.flatten(2), 2)
             logits = (both / 2).view_as(logits)
+        else:
+            logits = _refine_forward(net, patches, device)  # (V, 4, p, p)
     else:
         ctr = np.asarray(centers_fine, dtype=np.float64)
         patches = crop_patches(fine.image, ctr, cfg.patch)
-        out = net(_net_input(patches, device))  # (N, N, p, p): patch k is read from channel k
+        out = _refine_forward(net, patches, device)  # (N, N, p, p): patch k is read from channel k
         idx = torch.arange(cfg.n_landmarks, device=out.device)
         logits = out[idx, idx][:, None]
     xy, _ = decode(logits)  # the log of a Gaussian is a parabola: exact sub-pixel fit

@@ -228,3 +228,27 @@ def test_spine_end_prior_uses_the_clean_training_records_only(tmp_path: Path) ->
     np.testing.assert_allclose(prior[0], (24 + 34) / 2 / 200)
     np.testing.assert_allclose(prior[2], (184 + 194) / 2 / 200)
     np.testing.assert_allclose(prior[1], np.std([24, 34], ddof=1) / 200)
+
+
+def test_cpu_refinement_in_small_batches_gives_the_same_corners(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cephspine import pipeline
+
+    d = build_model_dir(tmp_path / "sp", SPINE_PRIOR, anatomy="spine", landmarks=list(SPINE_LANDMARKS))
+    img = np.random.default_rng(4).uniform(0, 1, (700, 260)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        det = cephspine.Detector.from_pretrained(d, device="cpu")
+        batches: list[int] = []
+        det.refine.register_forward_hook(lambda _m, args, _o: batches.append(len(args[0])))
+        p = SPINE_PRIOR.patch
+        monkeypatch.setattr(pipeline, "REFINE_CPU_PIXELS", 1000 * p * p)
+        whole = det.predict(img)
+        assert batches == [34]  # 17 vertebrae and their mirror images in one pass
+        batches.clear()
+        monkeypatch.setattr(pipeline, "REFINE_CPU_PIXELS", 5 * p * p)
+        split = det.predict(img)
+        assert batches == [5] * 6 + [4]
+    np.testing.assert_allclose(split.xy_px, whole.xy_px, atol=1e-4)
+    np.testing.assert_allclose(split.confidence, whole.confidence, atol=1e-5)
