@@ -63,6 +63,19 @@ def models() -> None:
         typer.echo(f"{name}\t{card['version']}\t{len(card['landmarks'])} landmarks\t{acc}{status}")
 
 
+END_PRIOR_OPTION = typer.Option(
+    True,
+    "--end-prior/--no-end-prior",
+    help="Spine: choose T1 and L5 with the model's end prior (turn it off for images framed unlike "
+    "the training images, e.g. full-length radiographs).",
+)
+REFINE_FLIP_OPTION = typer.Option(
+    True,
+    "--refine-flip/--no-refine-flip",
+    help="Spine: also refine each vertebra's mirror image (off: about half the refinement time).",
+)
+
+
 @app.command()
 def predict(
     image: Path = typer.Argument(..., metavar="IMAGE", help="Radiograph: JPEG, PNG, TIFF or DICOM."),
@@ -70,6 +83,8 @@ def predict(
     spacing: float | None = typer.Option(None, help="Pixel spacing in mm, overriding the file's."),
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="Output format."),
     device: str = typer.Option("auto", help="'auto', 'cpu' or 'cuda'."),
+    end_prior: bool = END_PRIOR_OPTION,
+    refine_flip: bool = REFINE_FLIP_OPTION,
 ) -> None:
     """Predict the landmarks of one radiograph."""
     import warnings
@@ -80,7 +95,8 @@ def predict(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            pred = Detector.from_pretrained(model, device=_device(device)).predict(image, spacing=spacing)
+            det = Detector.from_pretrained(model, device=_device(device), end_prior=end_prior, refine_flip=refine_flip)
+            pred = det.predict(image, spacing=spacing)
     except CephspineError as exc:
         _fail(exc)
         return
@@ -100,14 +116,16 @@ class Kind(str, Enum):
     spine = "spine"
 
 
-def _detector(kind: Kind, model: str | None, device: str) -> Any:
+def _detector(kind: Kind, model: str | None, device: str, end_prior: bool = True, refine_flip: bool = True) -> Any:
     """The detector for ``kind``: the shipped one, or ``model`` (name or directory)."""
     from cephspine.analysis import default_detector
     from cephspine.detector import Detector
 
-    if model is None:
+    if model is None and end_prior and refine_flip:
         return default_detector(kind.value, _device(device))
-    return Detector.from_pretrained(model, device=_device(device))
+    return Detector.from_pretrained(
+        model or kind.value, device=_device(device), end_prior=end_prior, refine_flip=refine_flip
+    )
 
 
 def _measures_text(a: Any) -> str:
@@ -126,6 +144,8 @@ def analyze(
         False, "--include-identifiers", help="Add DICOM patient identifiers to the output (off by default)."
     ),
     device: str = typer.Option("auto", help="'auto', 'cpu' or 'cuda'."),
+    end_prior: bool = END_PRIOR_OPTION,
+    refine_flip: bool = REFINE_FLIP_OPTION,
 ) -> None:
     """Landmarks and clinical measures of one radiograph.
 
@@ -141,8 +161,8 @@ def analyze(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             a = run(
-                image, kind.value, detector=_detector(kind, model, device), spacing=spacing,
-                include_identifiers=include_identifiers,
+                image, kind.value, spacing=spacing, include_identifiers=include_identifiers,
+                detector=_detector(kind, model, device, end_prior, refine_flip),
             )  # fmt: skip
     except (CephspineError, ValueError) as exc:
         _fail(exc)
@@ -171,6 +191,8 @@ def report(
         False, "--include-identifiers", help="Print DICOM patient identifiers in the report (off by default)."
     ),
     device: str = typer.Option("auto", help="'auto', 'cpu' or 'cuda'."),
+    end_prior: bool = END_PRIOR_OPTION,
+    refine_flip: bool = REFINE_FLIP_OPTION,
 ) -> None:
     """Write a PDF report (annotated image, measures with normal ranges, flags) for one radiograph."""
     import warnings
@@ -182,8 +204,8 @@ def report(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             a = run(
-                image, out, kind=kind.value, detector=_detector(kind, model, device), spacing=spacing,
-                include_identifiers=include_identifiers,
+                image, out, kind=kind.value, spacing=spacing, include_identifiers=include_identifiers,
+                detector=_detector(kind, model, device, end_prior, refine_flip),
             )  # fmt: skip
     except (CephspineError, ValueError, OSError) as exc:
         _fail(exc)
@@ -221,6 +243,8 @@ def cohort(
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="Format of the table printed."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     device: str = typer.Option("auto", help="'auto', 'cpu' or 'cuda'."),
+    end_prior: bool = END_PRIOR_OPTION,
+    refine_flip: bool = REFINE_FLIP_OPTION,
 ) -> None:
     """Analyse every radiograph in a folder into one table, one row per image.
 
@@ -232,10 +256,11 @@ def cohort(
     from cephspine.errors import CephspineError
 
     try:
+        detector = None if end_prior and refine_flip else _detector(kind, model, device, end_prior, refine_flip)
         df = run(
             images, kind.value, out=out, landmarks_out=landmarks_out, spacing=spacing, recursive=recursive,
             include_identifiers=include_identifiers, progress=progress, engine=engine.value, workers=workers,
-            address=address, model=model, device=_device(device),
+            address=address, model=model if detector is None else None, device=_device(device), detector=detector,
         )  # fmt: skip
         if summary_pdf is not None:
             from cephspine.reports import write_cohort_report

@@ -804,17 +804,22 @@ def _run_local(
             yield t, fut.result()
 
 
+ModelRef = tuple[str, dict[str, Any]]
+"""What Ray actors load: a model name or directory and the options of
+:meth:`~cephspine.Detector.from_pretrained`."""
+
+
 class _RayWorker:
     """One Ray actor: a detector loaded once, analysing one image per call."""
 
-    def __init__(self, kind: str, model: str, device: str, threads: int) -> None:
+    def __init__(self, kind: str, model: str, device: str, threads: int, options: dict[str, Any]) -> None:
         import torch
 
         from cephspine.detector import Detector
 
         torch.set_num_threads(threads)
         self.kind = kind
-        self.detector = Detector.from_pretrained(model, device=device)
+        self.detector = Detector.from_pretrained(model, device=device, **options)
 
     def run(
         self, path: str, spacing: Any, include_identifiers: bool, root: str | None
@@ -826,7 +831,9 @@ class _RayWorker:
 _RAY_POOLS: dict[tuple[Any, ...], list[Any]] = {}
 
 
-def _ray_pool(kind: str, model: str, device: str, workers: int | None, address: str | None) -> list[Any]:
+def _ray_pool(
+    kind: str, model: ModelRef, device: str, workers: int | None, address: str | None
+) -> list[Any]:  # fmt: skip
     """Ray actors for ``(kind, model)``, started once per process and reused."""
     try:
         import ray
@@ -835,15 +842,16 @@ def _ray_pool(kind: str, model: str, device: str, workers: int | None, address: 
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
     n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-    key = (kind, model, device, n, address)
+    path, options = model
+    key = (kind, path, tuple(sorted(options.items())), device, n, address)
     if key not in _RAY_POOLS:
         actor = ray.remote(num_cpus=1, max_restarts=1)(_RayWorker)
-        _RAY_POOLS[key] = [actor.remote(kind, model, device, 1) for _ in range(n)]
+        _RAY_POOLS[key] = [actor.remote(kind, path, device, 1, options) for _ in range(n)]
     return _RAY_POOLS[key]
 
 
 def _run_ray(
-    todo: Sequence[Task], kind: str, model: str, spacing: Any, include_identifiers: bool, root: Path | None,
+    todo: Sequence[Task], kind: str, model: ModelRef, spacing: Any, include_identifiers: bool, root: Path | None,
     workers: int | None, address: str | None, device: str,
 ) -> Iterator[tuple[Task, ImageResult]]:  # fmt: skip
     """Analyse ``todo`` on Ray actors (one model each), yielding results as they finish;
@@ -889,15 +897,15 @@ def _check_detector(kind: str, det: Any) -> None:
         raise ValueError(f"kind={kind!r} needs a {kind} detector; got {det!r}")
 
 
-def _model_ref(kind: str, model: str | os.PathLike[str] | None, detector: Detector | None) -> str:
-    """What Ray actors load: ``model``, the given detector's directory, or the shipped model."""
+def _model_ref(kind: str, model: str | os.PathLike[str] | None, detector: Detector | None) -> ModelRef:
+    """``model``, the given detector's directory and load options, or the shipped model."""
     if model is not None:
-        return str(model)
+        return str(model), {}
     if detector is not None:
         if detector.directory is None:
             raise ValueError("engine='ray' needs a detector loaded from a directory (or give model=)")
-        return str(detector.directory)
-    return kind
+        return str(detector.directory), dict(detector.load_options)
+    return kind, {}
 
 
 def _output_path(value: str | os.PathLike[str] | None, what: str) -> Path | None:

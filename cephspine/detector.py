@@ -135,6 +135,9 @@ class Detector:
         self.detect_facing = bool(card.get("detect_facing", True))
         self.template = template
         self.register = register if template is not None else "never"
+        self.load_options: dict[str, Any] = {"register": register}
+        """Keyword options of :meth:`from_pretrained` that rebuild this detector from
+        :attr:`directory` (how distributed cohort workers load it)."""
         self._status = experimental_status(card)
         self.experimental = self._status is not None
         """The card marks this model experimental (below its accuracy targets); every
@@ -225,6 +228,7 @@ class Detector:
                 raise ModelLoadError(f"{tpath}: unreadable registration template ({exc})") from None
         try:
             det = cls(card, coarse, refine, dev, directory, template, register)
+            det.load_options = {"register": register, "end_prior": end_prior, "refine_flip": refine_flip}
         except (TypeError, ValueError, KeyError) as exc:
             raise ModelLoadError(
                 f"{directory / 'card.json'}: invalid confidence or registration entry ({exc})"

@@ -103,3 +103,32 @@ def test_models_lists_user_weights(tiny_model_dir: Path, monkeypatch) -> None:
     assert result.exit_code == 0, result.output
     line = next(x for x in result.stdout.splitlines() if x.startswith("tiny\t"))
     assert "0.0.1" in line and "19 landmarks" in line
+
+
+def test_spine_decoding_options(tmp_path: Path) -> None:
+    from cephspine.anatomy import SPINE_LANDMARKS
+    from tests.conftest import build_model_dir
+    from tests.test_end_prior import SPINE_PRIOR
+
+    model = build_model_dir(tmp_path / "sp", SPINE_PRIOR, anatomy="spine", landmarks=list(SPINE_LANDMARKS))
+    folder = tmp_path / "in"
+    folder.mkdir()
+    image = folder / "spine.png"
+    Image.fromarray(np.random.default_rng(5).integers(0, 256, (700, 260), dtype=np.uint8)).save(image)
+
+    def predict(*flags: str) -> pd.DataFrame:
+        result = runner.invoke(app, ["predict", str(image), "-m", str(model), "-f", "csv", *flags])
+        assert result.exit_code == 0, result.output
+        return pd.read_csv(io.StringIO(result.stdout))
+
+    default, plain = predict(), predict("--no-end-prior", "--no-refine-flip")
+    assert len(default) == len(plain) == 68
+    assert not np.allclose(default[["x_px", "y_px"]], plain[["x_px", "y_px"]])  # the mirror changes the corners
+    for command in (["analyze", str(image)], ["cohort", str(folder), "--no-progress"]):
+        outputs = []
+        for flags in ([], ["--no-refine-flip"]):
+            result = runner.invoke(app, [*command, "-k", "spine", "-m", str(model), "-f", "csv", *flags])
+            assert result.exit_code == 0, result.output
+            assert "spine.png" in result.stdout
+            outputs.append(result.stdout)
+        assert outputs[0] != outputs[1]  # the option reached the detector

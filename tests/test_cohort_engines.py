@@ -98,3 +98,32 @@ def test_ray_engine_needs_a_model_directory(tmp_path: Path, det: Any) -> None:
     det.directory = None
     with pytest.raises(ValueError, match="loaded from a directory"):
         cohort(tmp_path / "in", engine="ray", detector=det, progress=False)
+
+
+def test_ray_actors_load_the_detector_with_its_options(tmp_path: Path) -> None:
+    from cephspine.anatomy import SPINE_LANDMARKS
+    from cephspine.cohorts import _model_ref
+    from tests.conftest import build_model_dir
+    from tests.test_end_prior import SPINE_PRIOR
+
+    d = build_model_dir(tmp_path / "sp", SPINE_PRIOR, anatomy="spine", landmarks=list(SPINE_LANDMARKS))
+    (tmp_path / "in").mkdir()
+    for i in range(3):
+        pixels = np.random.default_rng(i).integers(0, 256, (700, 260), dtype=np.uint8)
+        Image.fromarray(pixels).save(tmp_path / "in" / f"s{i}.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = cephspine.Detector.from_pretrained(d, device="cpu", end_prior=False, refine_flip=False)
+        default = cephspine.Detector.from_pretrained(d, device="cpu")
+    assert _model_ref("spine", None, plain) == (str(d), {"register": "auto", "end_prior": False, "refine_flip": False})
+    assert _model_ref("spine", d, plain) == (str(d), {})
+    local = cohort(tmp_path / "in", kind="spine", detector=plain, progress=False)
+    other = cohort(tmp_path / "in", kind="spine", detector=default, progress=False)
+    assert not _comparable(local).equals(_comparable(other))  # the options change the corners
+    ray = pytest.importorskip("ray")
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        far = cohort(tmp_path / "in", kind="spine", engine="ray", workers=1, detector=plain, progress=False)
+    finally:
+        ray.shutdown()
+    pd.testing.assert_frame_equal(_comparable(local), _comparable(far), check_dtype=False)
