@@ -65,7 +65,8 @@ def main() -> None:
     )
     print(
         f"model: {det.name} {det.version}; image: {image.name} {pred.image_shape[1]}x{pred.image_shape[0]} px; "
-        f"register={det.register}" + (f"; refine_flip={det.config.refine_flip}" if det.config.refine_flip else "")
+        f"register={det.register}"
+        + (f"; refine_flip={det.config.refine_flip}" if "refine_flip" in det.card["config"] else "")
     )
     print(f"import torch+cephspine: {import_s:.2f} s; model load: {load_model_s:.2f} s")
     for key in sorted({k for s in stages for k in s}):

@@ -192,6 +192,9 @@ class Detector:
 
         if register not in REGISTER_MODES:
             raise ValueError(f"register must be one of {REGISTER_MODES}, got {register!r}")
+        for flag, value in (("end_prior", end_prior), ("refine_flip", refine_flip)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{flag} must be True or False, not {value!r}")
         dev = resolve_device(device)
         directory = resolve(name_or_dir)
         card = read_card(directory)
@@ -350,6 +353,7 @@ class Detector:
                 "registration": registration,
                 "spacing_source": rg.spacing_source,
                 "timings": timings,
+                "decoding": {"end_prior": cfg.end_prior is not None, "refine_flip": cfg.refine_flip},
                 "features": {
                     "refine_peak": r_peak.tolist(),
                     "coarse_peak": c_peak.tolist(),

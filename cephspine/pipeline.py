@@ -19,7 +19,7 @@ from cephspine.heatmaps import decode
 from cephspine.models import AppearanceContextNet
 from cephspine.models.vertebra import VertebraCentreNet
 from cephspine.preprocess import Resampled, crop_patches, resample
-from cephspine.vertebrae import CORNER_FLIP, decode_vertebrae, vertebra_frames
+from cephspine.vertebrae import CORNER_FLIP, END_PRIOR_WEIGHT, decode_vertebrae, vertebra_frames
 
 _VERTEBRA_REFINE_FIELDS = ("refine_target", "refine_max_width_px", "refine_angle_sd_deg")
 
@@ -86,8 +86,9 @@ class StageConfig:
     ends by peak strength *and* position (:func:`cephspine.vertebrae.choose_chain`): it
     assumes the training images' field of view (for AASCE, T1 near the top edge and L5 about
     a tenth of the height above the bottom)."""
-    end_prior_weight: float = 0.5
-    """Weight of the end prior's position log-likelihoods in the decoding."""
+    end_prior_weight: float = END_PRIOR_WEIGHT
+    """Weight of the end prior's position log-likelihoods in the decoding (used only with an
+    end prior)."""
 
     def __post_init__(self) -> None:
         if self.coarse_target not in ("landmarks", "vertebrae"):
@@ -100,15 +101,26 @@ class StageConfig:
             raise ValueError(f"refine_target must be 'landmarks' or 'vertebrae', not {self.refine_target!r}")
         if self.refine_target == "vertebrae" and self.n_landmarks % 4:
             raise ValueError(f"vertebra refinement needs 4 corners per vertebra, not {self.n_landmarks} landmarks")
+        for name in ("coarse_levels", "refine_flip"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, not {getattr(self, name)!r}")
         if self.refine_flip and self.refine_target != "vertebrae":
             raise ValueError("refine_flip needs refine_target='vertebrae'")
+        if not (np.isfinite(self.end_prior_weight) and self.end_prior_weight >= 0):
+            raise ValueError(f"end_prior_weight must be finite and >= 0, not {self.end_prior_weight}")
         if self.end_prior is not None:
             if self.coarse_target != "vertebrae" or self.coarse_levels:
                 raise ValueError("end_prior needs coarse_target='vertebrae' without coarse_levels")
-            if len(self.end_prior) != 4 or not (self.end_prior[1] > 0 and self.end_prior[3] > 0):
-                raise ValueError(f"end_prior must be (top mean, top sd, bottom mean, bottom sd): {self.end_prior}")
-            if self.end_prior_weight < 0:
-                raise ValueError(f"end_prior_weight must be >= 0, not {self.end_prior_weight}")
+            if self.n_landmarks < 8:
+                raise ValueError(f"end_prior needs at least 2 vertebrae (8 landmarks), not {self.n_landmarks}")
+            p = self.end_prior
+            if len(p) != 4 or not (
+                np.isfinite(p).all() and 0 <= p[0] <= 1 and 0 <= p[2] <= 1 and p[1] > 0 and p[3] > 0
+            ):
+                raise ValueError(
+                    f"end_prior must be (top mean, top sd, bottom mean, bottom sd) with means in [0, 1] "
+                    f"and sds > 0: {p}"
+                )
 
     @property
     def coarse_mm(self) -> float:
@@ -116,14 +128,16 @@ class StageConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as JSON types; the vertebra-refinement fields only when one is set,
-        ``refine_flip`` only when true, the end-prior fields only with an end prior (so that
-        older cards read the same as before those fields existed)."""
+        ``refine_flip`` only when true, the end-prior fields only when set (so that older
+        cards read the same as before those fields existed)."""
         d = asdict(self)
         d["context_kernel"] = list(self.context_kernel)
         if not self.refine_flip:
             del d["refine_flip"]
-        if self.end_prior is None:
+        if self.end_prior is None and self.end_prior_weight == END_PRIOR_WEIGHT:
             del d["end_prior"], d["end_prior_weight"]
+        elif self.end_prior is None:
+            del d["end_prior"]
         else:
             d["end_prior"] = list(self.end_prior)
         if self.refine_target == "landmarks":
@@ -188,9 +202,10 @@ def _net_input(x: torch.Tensor, device: torch.device | str) -> torch.Tensor:
 
 REFINE_CPU_PIXELS = 8 * 128 * 128
 """Refinement input pixels per forward pass on a CPU (8 patches of 128², 32 of 64²).
-Smaller batches keep the activations in cache: with the ``spine`` refinement net on 2
-threads, 34 patches of 128² took 0.22–0.23 s in batches of 4–12 against 0.31 s in two
-batches of 17 and 0.65 s in one. A GPU gets all patches at once."""
+Smaller batches keep the activations in cache: the ``spine`` refinement net's forward
+passes alone, on 34 patches of 128² and 2 threads, took 0.22–0.23 s in batches of 4–12
+against 0.31 s in two batches of 17 and 0.65 s in one (medians of 7 alternated repeats).
+A GPU gets all patches at once."""
 
 
 def _refine_forward(net: torch.nn.Module, patches: torch.Tensor, device: torch.device | str) -> torch.Tensor:

@@ -44,6 +44,10 @@ peaks away from the spine have no meaningful level)."""
 END_MIN_PROB = 0.1
 """Decoding with an end prior: a peak is a candidate vertebra from this centre probability."""
 
+END_MAX_CANDIDATES = 2
+"""Decoding with an end prior: at most this many times ``n`` candidates, the strongest (the
+chain search grows with the cube of their number; real spine images have 18–26)."""
+
 END_PRIOR_WEIGHT = 0.5
 """Decoding with an end prior: weight of the two Gaussian position log-likelihoods against
 the sum of the chosen peaks' log-probabilities (chosen on training images)."""
@@ -147,12 +151,16 @@ def decode_vertebrae(
 
     ``valid_hw``: the unpadded grid size; peaks over the padding are ignored. When fewer than
     ``n_vertebrae`` peaks exist, the strongest remaining pixels fill in (with their low scores).
-    With a level channel and more than ``n_vertebrae`` peaks of probability ``min_prob``
-    or more, all those peaks are candidates and :func:`best_window` (with ``level_sd``)
-    chooses the run of ``n_vertebrae`` consecutive ones; otherwise the ``n_vertebrae``
-    strongest peaks are the vertebrae. With ``end_prior`` (see :func:`fit_end_prior`) and at
-    least ``n_vertebrae`` peaks of probability :data:`END_MIN_PROB` or more, those peaks are
-    the candidates and :func:`choose_chain` (with ``end_weight``) picks the vertebrae.
+    With ``end_prior`` (see :func:`fit_end_prior`) and at least ``n_vertebrae`` peaks of
+    probability :data:`END_MIN_PROB` or more, those peaks (at most
+    :data:`END_MAX_CANDIDATES` ``× n_vertebrae``, the strongest) are the candidates and
+    :func:`choose_chain` (with ``end_weight``) picks the vertebrae; ``end_prior`` takes
+    precedence over a level channel, and ``min_prob`` does not apply. Otherwise, with a level
+    channel and more than ``n_vertebrae`` peaks of probability ``min_prob`` or more, all those
+    peaks are candidates and :func:`best_window` (with ``level_sd``) chooses the run of
+    ``n_vertebrae`` consecutive ones; otherwise the ``n_vertebrae`` strongest peaks are the
+    vertebrae. Heights for the end prior are relative to ``valid_hw`` (the image the prior
+    was fitted on, not a registration template's frame).
     """
     out = out.detach().float().cpu()
     b, _, h, w = out.shape
@@ -169,7 +177,7 @@ def decode_vertebrae(
         rank = (peaks[k, 0] + prob[k, 0] * 1e-3).flatten()
         strong = int((peaks[k, 0] >= min_prob).sum()) if levels else 0
         if end_prior is not None and int((peaks[k, 0] >= END_MIN_PROB).sum()) >= n_vertebrae:
-            strong = int((peaks[k, 0] >= END_MIN_PROB).sum())
+            strong = min(int((peaks[k, 0] >= END_MIN_PROB).sum()), END_MAX_CANDIDATES * n_vertebrae)
         idx = torch.topk(rank, min(max(n_vertebrae, strong), h * w)).indices
         iy, ix = idx // w, idx % w
         order = torch.argsort(iy.double() + ix.double() * 1e-6)
@@ -213,8 +221,8 @@ def choose_chain(
     With ``weight = 0`` this is the ``n`` strongest candidates.
     """
     m = len(prob)
-    if m < n:
-        raise ValueError(f"{m} candidates for {n} vertebrae")
+    if n < 2 or m < n:
+        raise ValueError(f"{m} candidates for {n} vertebrae (at least 2 vertebrae needed)")
     logp = np.log(np.clip(prob, 1e-6, 1.0))
     t_mu, t_sd, b_mu, b_sd = end_prior
     top = -0.5 * ((y_rel - t_mu) / t_sd) ** 2

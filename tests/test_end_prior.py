@@ -98,6 +98,36 @@ def test_choose_chain_scores_strength_and_position() -> None:
         assert sel[0] == 1 and sel[-1] == m - 2 and len(sel) == n and (np.diff(sel) > 0).all()
     with pytest.raises(ValueError, match="3 candidates for 4"):
         choose_chain(np.ones(3), np.linspace(0, 1, 3), 4, (0.1, 0.1, 0.9, 0.1))
+    with pytest.raises(ValueError, match="at least 2 vertebrae"):
+        choose_chain(np.ones(3), np.linspace(0, 1, 3), 1, (0.1, 0.1, 0.9, 0.1))
+
+
+def test_coarse_stage_decodes_with_the_configs_end_prior() -> None:
+    from cephspine.pipeline import coarse_stage
+
+    out, corners = _chain_output(LOGITS)
+    cfg = _config(n_landmarks=20, coarse_target="vertebrae", end_prior=_prior(1, 5))
+    xy, _ = coarse_stage(lambda _x: out, torch.zeros(1, 1, H, W), cfg, valid_hw=(H * 4, W * 4))
+    np.testing.assert_allclose(xy[0], (corners[4:24] + 0.5) * cfg.coarse_pool - 0.5, atol=1e-4)
+    shifted, _ = coarse_stage(lambda _x: out, torch.zeros(1, 1, H, W), dataclasses.replace(cfg, end_prior_weight=0.0))
+    np.testing.assert_allclose(shifted[0], (corners[:20] + 0.5) * cfg.coarse_pool - 0.5, atol=1e-4)
+
+
+def test_the_chain_search_sees_at_most_twice_n_candidates(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cephspine import vertebrae
+
+    seen: list[int] = []
+
+    def spy(prob: np.ndarray, *args: object) -> np.ndarray:
+        seen.append(len(prob))
+        return choose_chain(prob, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(vertebrae, "choose_chain", spy)
+    noise = torch.randn(1, 9, 256, 160, generator=torch.Generator().manual_seed(0)) * 3
+    assert int((torch.sigmoid(noise[0, 0]) > 0.1).sum()) > 1000  # peaks everywhere
+    xy, _ = decode_vertebrae(noise, 17, end_prior=(0.05, 0.016, 0.9, 0.03))
+    assert seen == [vertebrae.END_MAX_CANDIDATES * 17]
+    assert xy.shape == (1, 68, 2) and np.isfinite(xy).all()
 
 
 def test_fit_end_prior() -> None:
@@ -131,6 +161,17 @@ def test_config_round_trip_and_validation() -> None:
         dataclasses.replace(base, end_prior=(0.05, 0.01, 0.9, 0.03), end_prior_weight=-1.0)
     with pytest.raises(ValueError, match="refine_flip needs"):
         StageConfig(n_landmarks=68, refine_flip=True)
+    with pytest.raises(ValueError, match="refine_flip must be true or false"):
+        dataclasses.replace(base, refine_flip="yes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="end_prior_weight must be finite"):
+        dataclasses.replace(base, end_prior=(0.05, 0.01, 0.9, 0.03), end_prior_weight=float("nan"))
+    with pytest.raises(ValueError, match="means in"):
+        dataclasses.replace(base, end_prior=(0.05, 0.01, 1.9, 0.03))
+    with pytest.raises(ValueError, match="at least 2 vertebrae"):
+        StageConfig(n_landmarks=4, coarse_target="vertebrae", end_prior=(0.05, 0.01, 0.9, 0.03))
+    # a non-default weight without a prior survives the round trip
+    lone = dataclasses.replace(base, end_prior_weight=0.3)
+    assert StageConfig.from_dict(json.loads(json.dumps(lone.to_dict()))) == lone
 
 
 class LeftBiased(torch.nn.Module):
@@ -192,9 +233,12 @@ def test_detector_follows_the_cards_end_prior_and_flip_unless_asked_not_to(tmp_p
         assert off.card["config"].get("end_prior") is None
         plain = cephspine.Detector.from_pretrained(d, device="cpu", refine_flip=False)
         assert plain.config.end_prior == SPINE_PRIOR.end_prior and not plain.config.refine_flip
-        for det in (on, off, plain):
+        for det, used in ((on, (True, True)), (off, (False, True)), (plain, (True, False))):
             pred = det.predict(img)
             assert pred.xy_px.shape == (68, 2) and np.isfinite(pred.xy_px).all()
+            assert pred.meta["decoding"] == {"end_prior": used[0], "refine_flip": used[1]}
+        with pytest.raises(TypeError, match="end_prior must be True or False"):
+            cephspine.Detector.from_pretrained(d, device="cpu", end_prior=SPINE_PRIOR.end_prior)  # type: ignore[arg-type]
     # the file on disk is untouched
     on_disk = json.loads((d / "card.json").read_text())["config"]
     assert on_disk["end_prior"] == list(SPINE_PRIOR.end_prior or ()) and on_disk["refine_flip"] is True
@@ -228,6 +272,8 @@ def test_spine_end_prior_uses_the_clean_training_records_only(tmp_path: Path) ->
     np.testing.assert_allclose(prior[0], (24 + 34) / 2 / 200)
     np.testing.assert_allclose(prior[2], (184 + 194) / 2 / 200)
     np.testing.assert_allclose(prior[1], np.std([24, 34], ddof=1) / 200)
+    with pytest.raises(ValueError, match="the end prior needs 2"):
+        spine_end_prior(root, val_ids=["a.jpg", "c.jpg"])
 
 
 def test_cpu_refinement_in_small_batches_gives_the_same_corners(

@@ -12,6 +12,7 @@ from safetensors.torch import save_file
 
 from cephspine.registration import Template
 from cephspine.registry import CARD_FILE, TEMPLATE_FILE, WEIGHTS_FILE, experimental_status
+from cephspine.vertebrae import END_PRIOR_WEIGHT
 
 
 def state_to_tensors(prefix: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -89,7 +90,7 @@ def render_model_card(card: dict[str, Any]) -> str:
             "vertebrae"
             + (
                 " (the first and the last chosen by peak strength and by where T1 and L5 lie in the training "
-                f"images, weight {cfg.get('end_prior_weight', 0.5):g})"
+                f"images, weight {cfg.get('end_prior_weight', END_PRIOR_WEIGHT):g})"
                 if cfg.get("end_prior")
                 else ""
             )

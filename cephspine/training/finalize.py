@@ -165,12 +165,19 @@ def spine_end_prior(data: Path, val_ids: list[str]) -> tuple[float, float, float
     from cephspine.vertebrae import fit_end_prior
 
     held_out = set(val_ids)
-    corners, heights = [], []
+    corners, heights, no_size = [], [], []
     for rec in AasceDataset(data):
-        if rec.defects or rec.id in held_out or rec.image_shape is None:
+        if rec.defects or rec.id in held_out:
+            continue
+        if rec.image_shape is None:  # unreadable image header: no height to relate to
+            no_size.append(rec.id)
             continue
         corners.append(rec.landmarks)
         heights.append(rec.image_shape[0])
+    if no_size:
+        log.warning("end prior: %d record(s) without a readable image size left out: %s", len(no_size), no_size)
+    if len(corners) < 2:
+        raise ValueError(f"{data}: {len(corners)} clean training record(s) with an image size; the end prior needs 2")
     prior = fit_end_prior(np.stack(corners), np.array(heights))
     log.info("end prior from %d training records: %s", len(corners), prior)
     return prior
