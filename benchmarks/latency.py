@@ -61,6 +61,7 @@ def main() -> None:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} logical CPUs, {torch.get_num_threads()} torch threads, "
+        f"CPU vector extensions used by torch: {torch.backends.cpu.get_cpu_capability()}, "
         f"torch {torch.__version__}, python {sys.version.split()[0]}"
     )
     print(

@@ -26,6 +26,24 @@ class ConvBNReLU(nn.Sequential):
         )
 
 
+def fold_batch_norm(net: nn.Module) -> nn.Module:
+    """Fold each :class:`ConvBNReLU`'s batch norm into its convolution, in place (inference only).
+
+    The folded convolution computes the same function with the running statistics of eval
+    mode (to float rounding) and saves a pass over every feature map; the block keeps its
+    three children (the norm becomes an identity), so module indices stay valid. ``net`` must
+    not be trained afterwards: the normalisation is gone.
+    """
+    for m in net.modules():
+        if not isinstance(m, ConvBNReLU):
+            continue
+        conv, norm = m[0], m[1]
+        if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d):
+            m[0] = torch.nn.utils.fusion.fuse_conv_bn_eval(conv.eval(), norm.eval())
+            m[1] = nn.Identity()
+    return net
+
+
 class ChannelAttention(nn.Module):
     """CBAM channel attention: shared MLP over average- and max-pooled descriptors."""
 
