@@ -105,6 +105,8 @@ def test_exported_weights_are_the_trained_ones_in_fp16(tmp_path: Path, tiny_conf
         rounded = {k: v.half().to(v.dtype) if v.is_floating_point() else v for k, v in mine.state_dict().items()}
         mine.load_state_dict(rounded)
         assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in loaded.modules())
+        trained_dtype = next(mine.parameters()).dtype
+        assert all(t.dtype == trained_dtype for t in loaded.state_dict().values() if t.is_floating_point())
     x = torch.rand(2, 1, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(det.refine(x), refine.eval()(x), atol=1e-4, rtol=1e-4)
