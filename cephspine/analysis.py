@@ -19,14 +19,20 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from cephspine.errors import AnatomyWarning, LandmarkError, SpacingError, SpacingWarning
+from cephspine._warn import warn_caller
+from cephspine.errors import (
+    AnatomyWarning,
+    InvalidArgumentError,
+    LandmarkError,
+    SpacingError,
+    SpacingWarning,
+)
 from cephspine.geometry import ceph_measures, classify_ceph, cobb_angles
 from cephspine.geometry.ceph import CephClassification, CephMeasures
 from cephspine.geometry.cobb import CobbAngles
@@ -102,7 +108,8 @@ class Analysis:
         cobb: spine: the three Cobb angles with end vertebrae; else ``None``.
         spacing_source: where the pixel spacing came from (``None`` if unknown).
         warnings: every warning about this image (low confidence, registration, spacing,
-            measures that could not be computed).
+            measures that could not be computed, an image that does not look like the
+            anatomy of ``kind``).
         created: UTC time of the analysis, ISO 8601.
         software_version: cephspine version.
         identifiers: DICOM identifiers, only when requested (empty by default).
@@ -121,12 +128,48 @@ class Analysis:
     software_version: str = ""
     identifiers: dict[str, str] = field(default_factory=dict)
 
+    # ------------------------------------------------------------------ equality
+    def __eq__(self, other: object) -> bool:
+        """Value equality of every field (arrays compared element-wise), so that
+        ``Analysis.from_json(a.to_json()) == a``."""
+        if not isinstance(other, Analysis):
+            return NotImplemented
+        return (
+            self.kind == other.kind
+            and self.image == other.image
+            and self.pseudonym == other.pseudonym
+            and self.prediction == other.prediction
+            and _measures_key(self.measures) == _measures_key(other.measures)
+            and _classification_key(self.classification) == _classification_key(other.classification)
+            and _cobb_key(self.cobb) == _cobb_key(other.cobb)
+            and self.spacing_source == other.spacing_source
+            and tuple(self.warnings) == tuple(other.warnings)
+            and self.created == other.created
+            and self.software_version == other.software_version
+            and dict(self.identifiers) == dict(other.identifiers)
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # equal by value, and holds arrays and dicts
+
     # ------------------------------------------------------------------ views
     @property
     def low_confidence(self) -> list[str]:
         """Names of landmarks with confidence below :data:`LOW_CONFIDENCE`."""
         p = self.prediction
         return [n for n, c in zip(p.names, p.confidence) if c < LOW_CONFIDENCE]
+
+    def not_computed(self) -> dict[str, str]:
+        """The measures (ceph, e.g. ``"MW"``) or Cobb curves (spine: ``"pt"``, ``"mt"``,
+        ``"tl"``) this analysis has no value for, each with the reason
+        (``{"MW": "needs pixel spacing"}`` for a ceph without pixel spacing)."""
+        if self.kind == "ceph":
+            have = set(self.measures) if self.measures is not None else set()
+            return {
+                m: "needs pixel spacing" if m == "MW" and self.prediction.spacing is None else "see warnings"
+                for m, _ in _CEPH_COLUMNS
+                if m not in have
+            }
+        return {} if self.cobb is not None else {c: "see warnings" for c in ("pt", "mt", "tl")}
 
     def to_row(self) -> dict[str, Any]:
         """One flat row (the layout of a cohort table; units in column names)."""
@@ -177,7 +220,8 @@ class Analysis:
     def to_dataframe(self) -> pd.DataFrame:
         """Ceph: one row per measure (``measure, value, unit, type, label, normal_low,
         normal_high, normal_range``); spine: one row per curve (``curve, angle_deg,
-        upper_vertebra, lower_vertebra, severity``). Both start with ``image``."""
+        upper_vertebra, lower_vertebra, severity``). Both start with ``image, pseudonym``,
+        as the other tables do, so that a saved table identifies its image."""
         import pandas as pd
 
         if self.kind == "ceph":
@@ -185,6 +229,7 @@ class Analysis:
         else:
             df = self.cobb.to_dataframe() if self.cobb is not None else pd.DataFrame()
         df.insert(0, "image", self.image)
+        df.insert(1, "pseudonym", self.pseudonym)
         return df
 
     def landmarks_dataframe(self) -> pd.DataFrame:
@@ -267,7 +312,7 @@ class Analysis:
             )
             kind = str(d["kind"])
         except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise ValueError(f"not a cephspine analysis dict ({exc!r})") from None
+            raise InvalidArgumentError(f"not a cephspine analysis dict ({exc!r})") from None
         measures, classification, cobb, _ = _clinical(kind, pred)
         return cls(
             kind=kind,
@@ -314,6 +359,22 @@ _CEPH_COLUMNS: tuple[tuple[str, str], ...] = (
 _SEVERITY_ORDER = ("normal", "mild", "moderate", "severe")
 
 
+def _measures_key(m: CephMeasures | None) -> Any:
+    if m is None:
+        return None
+    return (dict(m.by_measure), m.spacing, m.integer_pixels, m.facing, m.source)
+
+
+def _classification_key(c: CephClassification | None) -> Any:
+    return None if c is None else dict(c.entries)
+
+
+def _cobb_key(c: CobbAngles | None) -> Any:
+    if c is None:
+        return None
+    return (tuple(c.curves), c.method, c.s_curve, c.image_height, tuple(c.invalid_vertebrae))
+
+
 def _max_severity(c: CobbAngles) -> str:
     return max((k.severity for k in c.curves), key=_SEVERITY_ORDER.index)
 
@@ -342,13 +403,14 @@ def _clinical(
         except (LandmarkError, ValueError) as exc:
             msgs.append(f"{name}: Cobb angles not computed ({exc})")
             return None, None, None, msgs
-    raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    raise InvalidArgumentError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
 
 
 def check_kind(kind: str) -> str:
-    """``kind`` if it names an anatomy (``"ceph"``/``"spine"``), else a ``ValueError``."""
+    """``kind`` if it names an anatomy (``"ceph"``/``"spine"``), else an
+    :class:`~cephspine.errors.InvalidArgumentError`."""
     if kind not in KINDS:
-        raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
+        raise InvalidArgumentError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
     return kind
 
 
@@ -377,7 +439,15 @@ def analyze(
     Raises:
         ImageReadError, UnsupportedImageError, SpacingError: the image cannot be used
             (the message names the file).
+        InvalidArgumentError: an unknown ``kind``, or a ``detector`` of another anatomy.
         UnknownModelError: no shipped model for ``kind``.
+
+    Warns:
+        SpacingWarning, LowConfidenceWarning, AnatomyWarning, WrongAnatomyWarning, ...:
+            attributed to the caller's line; their texts are also in
+            :attr:`Analysis.warnings`. ``WrongAnatomyWarning``: the landmarks do not look
+            like ``kind`` (:mod:`cephspine.plausibility`), e.g. a spine film analysed with
+            ``kind="ceph"``.
     """
     from cephspine import __version__
     from cephspine.io import load_image
@@ -385,14 +455,14 @@ def analyze(
     check_kind(kind)
     det = detector if detector is not None else default_detector(kind, device)
     if len(det.names) != (19 if kind == "ceph" else 68):
-        raise ValueError(f"kind={kind!r} needs a {kind} detector; got {det!r}")
+        raise InvalidArgumentError(f"kind={kind!r} needs a {kind} detector; got {det!r}")
     rg = image if isinstance(image, Radiograph) else load_image(image, spacing=spacing)
     if isinstance(image, Radiograph) and spacing is not None:
         rg = rg.with_spacing(spacing)
     pred = det.predict(rg)
     measures, classification, cobb, msgs = _clinical(kind, pred)
     for m in msgs:
-        warnings.warn(m, SpacingWarning if "pixel spacing" in m else AnatomyWarning, stacklevel=2)
+        warn_caller(m, SpacingWarning if "pixel spacing" in m else AnatomyWarning)
     ids = read_identifiers(rg.source) if include_identifiers and rg.source is not None else {}
     return Analysis(
         kind=kind,

@@ -7,14 +7,80 @@ Exit codes: 0 ok, 1 processing error, 2 usage error.
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import typer
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
-app = typer.Typer(
+from cephspine.errors import ImageReadError, SpacingError
+
+DEBUG_FLAG = "--debug"
+
+_IMAGE_ERRORS = (ImageReadError, SpacingError)
+"""Errors always about the input image: the CLI names the image before their cause."""
+
+
+def _plain_help(params: list[Any]) -> list[Any]:
+    """Help that reads naturally: ``IMAGE`` (not ``{IMAGE}``) in the usage line, and no
+    ``<bool>`` after flags (``--debug``, ``-r, --recursive``, ``--help``)."""
+    for p in params:
+        if type(p) is TyperArgument:
+            p.__class__ = _Argument
+        elif type(p) is TyperOption and p.is_flag:
+            p.__class__ = _Flag
+    return params
+
+
+class _Argument(TyperArgument):
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+
+class _Flag(TyperOption):
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+
+class _Command(TyperCommand):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_help(super().get_params(ctx))
+
+
+class _Group(TyperGroup):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_help(super().get_params(ctx))
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if ctx.parent is None:  # ``--debug`` works before and after the command
+            args = _debug_first(args)
+        return super().parse_args(ctx, args)
+
+
+def _debug_first(args: list[str]) -> list[str]:
+    """Move every ``--debug`` (before a ``--`` separator) to the front of the arguments."""
+    end = args.index("--") if "--" in args else len(args)
+    if DEBUG_FLAG not in args[:end]:
+        return args
+    return [DEBUG_FLAG, *(a for a in args[:end] if a != DEBUG_FLAG), *args[end:]]
+
+
+class _Typer(typer.Typer):
+    """A typer app whose commands and groups use the plain help above."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(cls=_Group, **kwargs)
+
+    def command(self, *args: Any, cls: Any = None, **kwargs: Any) -> Any:
+        return super().command(*args, cls=cls or _Command, **kwargs)
+
+
+app = _Typer(
     name="cephspine",
     help="Landmarks and clinical measures on cephalograms and spine X-rays.",
     no_args_is_help=True,
@@ -22,8 +88,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
 )
-train_app = typer.Typer(help="Train a model on a dataset folder.", no_args_is_help=True)
-evaluate_app = typer.Typer(help="Evaluate a model on an annotated dataset folder.", no_args_is_help=True)
+train_app = _Typer(help="Train a model on a dataset folder.", no_args_is_help=True)
+evaluate_app = _Typer(help="Evaluate a model on an annotated dataset folder.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 app.add_typer(evaluate_app, name="evaluate")
 
@@ -37,14 +103,93 @@ class OutputFormat(str, Enum):
 
 
 @app.callback()
-def _main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")) -> None:
+def _main(
+    debug: bool = typer.Option(False, DEBUG_FLAG, help="Show full tracebacks on errors (before or after the command)."),
+) -> None:
     _state["debug"] = debug
 
 
-def _fail(exc: BaseException) -> None:
+def _message(error: BaseException | str) -> str:
+    """The text of an error on one line (an ``OSError`` as ``path: reason``, a ``KeyError``
+    unquoted)."""
+    if isinstance(error, OSError) and error.strerror:
+        # "[Errno 2] reason: 'path'" → "path: reason" (or the reason alone when it names the path)
+        text = str(error.strerror)
+        if error.filename is not None and str(error.filename) not in text:
+            text = f"{error.filename}: {text}"
+    elif isinstance(error, KeyError) and len(error.args) == 1:
+        text = str(error.args[0])
+    else:
+        text = str(error)
+    return " ".join(text.split())
+
+
+_TYPE_PREFIX = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception): ")
+
+
+def _names_file(head: str, name: str) -> bool:
+    """Whether ``head`` (the text before a message's first ``": "``) is the file ``name``:
+    as given, or any path to a file of that name (messages may give it absolute)."""
+    return bool(head) and (head == name or Path(head).name == Path(name).name)
+
+
+def _without_name(text: str, name: str) -> tuple[str, bool]:
+    """``text`` without a leading exception type and leading mentions of the file ``name``
+    (``"ImageReadError: /data/bad.jpg: cause"`` → ``"cause"``), and whether it named the file."""
+    rest, named = text, False
+    while True:
+        m = _TYPE_PREFIX.match(rest)
+        if m:
+            rest = rest[m.end() :]
+            continue
+        head, sep, tail = rest.partition(": ")
+        if not (sep and _names_file(head, name)):
+            break
+        rest, named = tail, True
+    return (rest, True) if named else (text, False)
+
+
+def _error_line(
+    error: BaseException | str, name: str | os.PathLike[str] | None = None, *, about_file: bool = False
+) -> str:
+    """The one line printed for an error: ``error: <file>: <cause>`` when it is about the
+    file ``name`` (named once, as the user gave it), ``error: <cause>`` otherwise.
+    ``error`` is an exception or its text (e.g. a cohort row's ``error`` cell).
+    ``about_file``: the error is about ``name`` even where its text does not say so (a
+    cohort row's error): the file is named anyway, and a cephspine error type before the
+    cause dropped (``"InvalidArgumentError: cause"`` → ``"error: <file>: cause"``)."""
+    text = _message(error)
+    if name is None:
+        return f"error: {text}"
+    shown = os.fspath(name)
+    cause, named = _without_name(text, shown)
+    if named or isinstance(error, _IMAGE_ERRORS):
+        return f"error: {shown}: {cause}"
+    if about_file:
+        return f"error: {shown}: {_without_own_type(text)}"
+    return f"error: {text}"
+
+
+def _without_own_type(text: str) -> str:
+    """``text`` without a leading cephspine error type (``"LandmarkError: cause"`` →
+    ``"cause"``); another type stays (``"KeyError: 'x'"`` says little without it)."""
+    from cephspine import errors
+
+    m = _TYPE_PREFIX.match(text)
+    if m is None:
+        return text
+    cls = getattr(errors, m.group().rstrip(": ").rsplit(".", 1)[-1], None)
+    if isinstance(cls, type) and issubclass(cls, errors.CephspineError):
+        return text[m.end() :]
+    return text
+
+
+def _fail(exc: BaseException, name: str | os.PathLike[str] | None = None) -> None:
+    """Print ``exc`` as one ``error:`` line naming ``name`` (the file as given) at most
+    once, and exit with status 1 (``--debug``: raise it with its traceback)."""
     if _state["debug"]:
         raise exc
-    typer.echo(f"error: {exc}", err=True)
+    typer.echo(_error_line(exc, name), err=True)
     raise typer.Exit(1)
 
 
@@ -98,7 +243,7 @@ def predict(
             det = Detector.from_pretrained(model, device=_device(device), end_prior=end_prior, refine_flip=refine_flip)
             pred = det.predict(image, spacing=spacing)
     except CephspineError as exc:
-        _fail(exc)
+        _fail(exc, image)
         return
     df = pred.to_dataframe()
     if fmt is OutputFormat.csv:
@@ -107,8 +252,7 @@ def predict(
         typer.echo(df.to_json(orient="records", indent=1))
     else:
         typer.echo(df.drop(columns=["image", "model"]).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-        for w in pred.warnings:
-            typer.echo(f"warning: {w}", err=True)
+    _print_warnings(pred.warnings)
 
 
 class Kind(str, Enum):
@@ -128,9 +272,47 @@ def _detector(kind: Kind, model: str | None, device: str, end_prior: bool = True
     )
 
 
+def _print_warnings(messages: Any) -> None:
+    """Each warning about the image on its own ``warning:`` line (stderr)."""
+    for w in messages:
+        typer.echo(f"warning: {w}", err=True)
+
+
+def _cell_text(v: Any) -> str:
+    if isinstance(v, float):
+        return "" if v != v else f"{v:.2f}"  # NaN: empty
+    return "" if v is None else str(v)
+
+
+_IDENTITY_COLUMNS = ("image", "pseudonym")
+"""Columns of ``Analysis.to_dataframe()`` naming the image: kept in files, not shown on screen."""
+
+
 def _measures_text(a: Any) -> str:
-    df = a.to_dataframe()
-    return df.drop(columns=["image"]).to_string(index=False, float_format=lambda v: f"{v:.2f}")
+    """The measures (ceph) or Cobb angles (spine) as a table; a measure that could not be
+    computed keeps its row, its value saying why (e.g. ``n/a (needs pixel spacing)``)."""
+    import pandas as pd
+
+    from cephspine.geometry.cobb import COBB_CURVES
+    from cephspine.geometry.norms import CEPH_MEASURES, CEPH_NORMS, MEASURE_UNITS
+
+    df = a.to_dataframe().drop(columns=list(_IDENTITY_COLUMNS))  # the same on every row
+    missing = a.not_computed()
+    if not missing:
+        return str(df.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    if a.kind == "ceph":
+        key, value, order = "measure", "value", CEPH_MEASURES
+        columns = ["measure", "value", "unit", "type", "label", "normal_low", "normal_high", "normal_range"]
+    else:
+        key, value, order = "curve", "angle_deg", COBB_CURVES
+        columns = ["curve", "angle_deg", "upper_vertebra", "lower_vertebra", "severity"]
+    rows = {r[key]: {c: _cell_text(v) for c, v in r.items()} for r in df.to_dict("records")}
+    for m, why in missing.items():
+        rows[m] = {key: m, value: f"n/a ({why})"}
+        if a.kind == "ceph":
+            rows[m] |= {"unit": MEASURE_UNITS[m], "normal_range": CEPH_NORMS[m].normal_range}
+    table = pd.DataFrame([rows[m] for m in order if m in rows], columns=list(df.columns) or columns)
+    return str(table.astype(object).fillna("").to_string(index=False))
 
 
 @app.command()
@@ -165,7 +347,7 @@ def analyze(
                 detector=_detector(kind, model, device, end_prior, refine_flip),
             )  # fmt: skip
     except (CephspineError, ValueError) as exc:
-        _fail(exc)
+        _fail(exc, image)
         return
     if fmt is OutputFormat.json:
         typer.echo(a.to_json(indent=1))
@@ -176,8 +358,7 @@ def analyze(
     else:
         typer.echo(repr(a.prediction))
         typer.echo(_measures_text(a))
-        for w in a.warnings:
-            typer.echo(f"warning: {w}", err=True)
+    _print_warnings(a.warnings)
 
 
 @app.command()
@@ -208,9 +389,10 @@ def report(
                 detector=_detector(kind, model, device, end_prior, refine_flip),
             )  # fmt: skip
     except (CephspineError, ValueError, OSError) as exc:
-        _fail(exc)
+        _fail(exc, image)
         return
     typer.echo(_measures_text(a))
+    _print_warnings(a.warnings)
     typer.echo(f"report written to {out}")
 
 
@@ -223,7 +405,10 @@ class Engine(str, Enum):
 def cohort(
     images: Path = typer.Argument(..., exists=True, metavar="FOLDER", help="Folder of radiographs."),
     out: Path | None = typer.Option(
-        None, "--out", "-o", help="Results table (.csv or .parquet), written as it goes; a re-run resumes."
+        None,
+        "--out",
+        "-o",
+        help="Results table (.csv or .parquet), written as it goes; a re-run with the same settings resumes.",
     ),
     kind: Kind = typer.Option(Kind.ceph, "--kind", "-k", help="Anatomy: cephalogram or spine."),
     model: str | None = typer.Option(None, "--model", "-m", help="Model name or directory (default: the shipped one)."),
@@ -240,7 +425,13 @@ def cohort(
     include_identifiers: bool = typer.Option(
         False, "--include-identifiers", help="Add DICOM patient identifiers as dicom_* columns (off by default)."
     ),
-    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="Format of the table printed."),
+    fmt: OutputFormat = typer.Option(
+        OutputFormat.table,
+        "--format",
+        "-f",
+        help="Format of the table printed on stdout: table (image, status, measures or Cobb angles, mean "
+        "confidence; errors on stderr), csv or json (every column).",
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     device: str = typer.Option("auto", help="'auto', 'cpu' or 'cuda'."),
     end_prior: bool = END_PRIOR_OPTION,
@@ -249,19 +440,25 @@ def cohort(
     """Analyse every radiograph in a folder into one table, one row per image.
 
     Rows hold the measures (ceph) or Cobb angles (spine), mean confidence, status and error
-    message; a bad image becomes an error row, never the end of the run. With --out the
-    table is written as it goes and a re-run of the same command resumes.
+    message; a bad image becomes an error row, never the end of the run. The table is
+    printed; with --out it is also written as it goes, and a re-run of the same command
+    resumes (a re-run with other settings is refused).
     """
+    import warnings
+
     from cephspine.cohorts import cohort as run
-    from cephspine.errors import CephspineError
+    from cephspine.errors import CephspineError, CohortIncompleteWarning
 
     try:
-        detector = None if end_prior and refine_flip else _detector(kind, model, device, end_prior, refine_flip)
-        df = run(
-            images, kind.value, out=out, landmarks_out=landmarks_out, spacing=spacing, recursive=recursive,
-            include_identifiers=include_identifiers, progress=progress, engine=engine.value, workers=workers,
-            address=address, model=model if detector is None else None, device=_device(device), detector=detector,
-        )  # fmt: skip
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            detector = None if end_prior and refine_flip else _detector(kind, model, device, end_prior, refine_flip)
+            df = run(
+                images, kind.value, out=out, landmarks_out=landmarks_out, spacing=spacing, recursive=recursive,
+                include_identifiers=include_identifiers, progress=progress, engine=engine.value, workers=workers,
+                address=address, model=model if detector is None else None, device=_device(device),
+                detector=detector,
+            )  # fmt: skip
         if summary_pdf is not None:
             from cephspine.reports import write_cohort_report
 
@@ -269,17 +466,29 @@ def cohort(
     except (CephspineError, ValueError, OSError, ImportError) as exc:
         _fail(exc)
         return
+    incomplete = [str(w.message) for w in caught if issubclass(w.category, CohortIncompleteWarning)]
+    for message in dict.fromkeys(str(w.message) for w in caught if not issubclass(w.category, CohortIncompleteWarning)):
+        typer.echo(f"warning: {message}", err=True)
     if fmt is OutputFormat.csv:
         df.to_csv(sys.stdout, index=False)
     elif fmt is OutputFormat.json:
         typer.echo(df.to_json(orient="records", indent=1))
     else:
+        shown = ["image", "status"]
+        shown += [c for c in df.columns if c.endswith(("_deg", "_ratio")) or c.endswith("_mm") and "spacing" not in c]
+        shown += [c for c in ("severity", "mean_confidence") if c in df.columns]
+        if len(df):
+            typer.echo(df[shown].to_string(index=False, na_rep="", float_format=lambda v: f"{v:.2f}"))
         n_err = int((df["status"] == "error").sum()) if len(df) else 0
         typer.echo(f"{len(df)} images: {len(df) - n_err} ok, {n_err} error(s)")
         for _, r in df[df["status"] == "error"].iterrows():
-            typer.echo(f"error: {r['image']}: {r['error']}", err=True)
+            typer.echo(_error_line(str(r["error"]), str(r["image"]), about_file=True), err=True)
         if out is not None:
             typer.echo(f"results in {out}")
+    if incomplete:
+        for message in incomplete:
+            typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(1)
 
 
 @train_app.command("ceph")
@@ -311,7 +520,10 @@ def evaluate_ceph_cmd(
     model: str = typer.Option("ceph", "--model", "-m", help="Model name or directory."),
     truth: str = typer.Option("mean", help="'mean' of both doctors or 'senior'."),
     csv: Path | None = typer.Option(None, help="Write per-landmark errors of every image here."),
-    ids: str | None = typer.Option(None, help="Comma-separated image ids (default: all)."),
+    ids: str | None = typer.Option(
+        None,
+        help="Image ids: a range (121-150), a comma-separated list (001,005) or both (001-003,010) (default: all).",
+    ),
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="Output format of the summary."),
     device: str = typer.Option("auto", help="'auto', 'cpu' or 'cuda'."),
 ) -> None:
@@ -376,7 +588,9 @@ def train_spine_cmd(
 def evaluate_spine_cmd(
     data: Path = typer.Option(..., exists=True, file_okay=False, help="Folder in the AASCE layout."),
     model: str = typer.Option("spine", "--model", "-m", help="Model name or directory."),
-    ids: str | None = typer.Option(None, help="Comma-separated image file names (default: all)."),
+    ids: str | None = typer.Option(
+        None, help="Comma-separated image file names, e.g. a.jpg,b.jpg (no ranges; default: all)."
+    ),
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="Output format of the summary."),
     device: str = typer.Option("auto", help="'auto', 'cpu' or 'cuda'."),
 ) -> None:

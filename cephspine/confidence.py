@@ -20,25 +20,49 @@ def _design(features: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
 
 @dataclass(frozen=True)
 class Calibrator:
-    """Logistic map from ``(refine_peak, coarse_peak, shift_mm)`` to P(error ≤ radius_mm)."""
+    """Logistic map from ``(refine_peak, coarse_peak, shift_mm)`` to P(error ≤ radius_mm).
+
+    ``landmark_offsets``: optional one value per landmark added to the logit, so that a
+    landmark that is harder than its heatmaps suggest (e.g. gonion, which annotators
+    place differently) gets a lower confidence. Rows of ``features`` are then taken as
+    landmarks in model order, image after image (``N``, or ``M × N`` rows).
+    """
 
     coef: tuple[float, ...]
     radius_mm: float
+    landmark_offsets: tuple[float, ...] | None = None
 
     def __call__(self, features: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         z = _design(features) @ np.asarray(self.coef)
+        if self.landmark_offsets is not None:
+            n = len(self.landmark_offsets)
+            if len(z) % n:
+                raise ValueError(f"{len(z)} feature rows are not whole images of {n} landmarks")
+            z = z + np.tile(np.asarray(self.landmark_offsets), len(z) // n)
         return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"features": list(FEATURES), "coef": list(self.coef), "radius_mm": self.radius_mm, "kind": "logistic"}
+        d = {"features": list(FEATURES), "coef": list(self.coef), "radius_mm": self.radius_mm, "kind": "logistic"}
+        if self.landmark_offsets is not None:
+            d["landmark_offsets"] = list(self.landmark_offsets)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibrator:
-        return cls(tuple(float(c) for c in d["coef"]), float(d["radius_mm"]))
+        offsets = d.get("landmark_offsets")
+        return cls(
+            tuple(float(c) for c in d["coef"]),
+            float(d["radius_mm"]),
+            None if offsets is None else tuple(float(v) for v in offsets),
+        )
 
 
 def fit_calibrator(
-    features: npt.NDArray[np.float64], errors_mm: npt.NDArray[np.float64], radius_mm: float = 2.0, l2: float = 1e-3
+    features: npt.NDArray[np.float64],
+    errors_mm: npt.NDArray[np.float64],
+    radius_mm: float = 2.0,
+    l2: float = 1e-3,
+    n_landmarks: int | None = None,
 ) -> Calibrator:
     """Fit the logistic model by penalised maximum likelihood.
 
@@ -48,6 +72,8 @@ def fit_calibrator(
         radius_mm: the radius whose hit probability the confidence estimates.
         l2: ridge penalty on the non-intercept coefficients (per sample: the loss is the
             mean log-loss, so larger values shrink the probabilities towards the hit rate).
+        n_landmarks: also fit one logit offset per landmark (the first landmark's is 0);
+            rows are then landmarks in model order, image after image.
 
     Raises:
         ValueError: no samples, ``features`` not ``(M, 3)``, or ``errors_mm`` not ``(M,)``.
@@ -61,6 +87,11 @@ def fit_calibrator(
     if len(f) == 0:
         raise ValueError("cannot fit a calibrator on zero samples")
     x = _design(f)
+    if n_landmarks is not None:
+        if n_landmarks < 2 or len(f) % n_landmarks:
+            raise ValueError(f"{len(f)} feature rows are not whole images of {n_landmarks} landmarks")
+        idx = np.tile(np.arange(n_landmarks), len(f) // n_landmarks)
+        x = np.column_stack([x, (idx[:, None] == np.arange(1, n_landmarks)[None]).astype(np.float64)])
     y = (e <= radius_mm).astype(np.float64)
 
     def loss(w: npt.NDArray[np.float64]) -> tuple[float, npt.NDArray[np.float64]]:
@@ -72,7 +103,10 @@ def fit_calibrator(
         return float(ll), g
 
     res = minimize(loss, np.zeros(x.shape[1]), jac=True, method="L-BFGS-B")
-    return Calibrator(tuple(float(v) for v in res.x), radius_mm)
+    coef = tuple(float(v) for v in res.x[: len(FEATURES) + 1])
+    if n_landmarks is None:
+        return Calibrator(coef, radius_mm)
+    return Calibrator(coef, radius_mm, (0.0, *(float(v) for v in res.x[len(FEATURES) + 1 :])))
 
 
 def calibration_table(

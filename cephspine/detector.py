@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-import warnings
 import zipfile
 from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
@@ -14,17 +13,20 @@ from typing import Any
 import numpy as np
 import torch
 
+from cephspine._warn import warn_caller
 from cephspine.confidence import Calibrator
 from cephspine.errors import (
     AnatomyWarning,
     CephspineError,
     DeviceError,
     ExperimentalModelWarning,
+    InvalidArgumentError,
     LowConfidenceWarning,
     ModelLoadError,
     RegistrationWarning,
     SpacingError,
     SpacingWarning,
+    WrongAnatomyWarning,
 )
 from cephspine.pipeline import (
     StageConfig,
@@ -38,6 +40,7 @@ from cephspine.pipeline import (
     refine_stage,
     unmirror_x,
 )
+from cephspine.plausibility import check_anatomy
 from cephspine.prediction import Prediction
 from cephspine.preprocess import normalize_intensity
 from cephspine.radiograph import Radiograph, Spacing
@@ -120,19 +123,25 @@ class Detector:
         register: str = "auto",
     ) -> None:
         if register not in REGISTER_MODES:
-            raise ValueError(f"register must be one of {REGISTER_MODES}, got {register!r}")
+            raise InvalidArgumentError(f"register must be one of {REGISTER_MODES}, got {register!r}")
         self.card = card
         self.config = StageConfig.from_dict(card["config"])
         self.names: tuple[str, ...] = tuple(card["landmarks"])
         self.calibrator = Calibrator.from_dict(card["confidence"]) if "confidence" in card else None
         if self.calibrator is not None and len(self.calibrator.coef) != 4:
-            raise ValueError("confidence.coef must have 4 values")
+            raise ModelLoadError("confidence.coef must have 4 values")
+        offsets = None if self.calibrator is None else self.calibrator.landmark_offsets
+        if offsets is not None and len(offsets) != len(self.names):
+            raise ModelLoadError(f"confidence.landmark_offsets must have {len(self.names)} values, one per landmark")
         self.device = device
         self.directory = directory
         self.coarse = for_inference(coarse, device)
         self.refine = for_inference(refine, device)
         self.training_spacing_mm = float(card.get("training_spacing_mm", 0.1))
         self.detect_facing = bool(card.get("detect_facing", True))
+        self.facing_clear_peak = float(card.get("facing", {}).get("skip_mirror_at_mean_coarse_peak", np.inf))
+        """A first coarse pass whose mean heatmap peak reaches this is taken as facing the
+        training direction and the mirror image is not run (``inf``: always run both)."""
         self.template = template
         self.register = register if template is not None else "never"
         self.load_options: dict[str, Any] = {"register": register}
@@ -191,7 +200,7 @@ class Detector:
         from safetensors.torch import load_file
 
         if register not in REGISTER_MODES:
-            raise ValueError(f"register must be one of {REGISTER_MODES}, got {register!r}")
+            raise InvalidArgumentError(f"register must be one of {REGISTER_MODES}, got {register!r}")
         for flag, value in (("end_prior", end_prior), ("refine_flip", refine_flip)):
             if not isinstance(value, bool):
                 raise TypeError(f"{flag} must be True or False, not {value!r}")
@@ -237,7 +246,7 @@ class Detector:
                 f"{directory / 'card.json'}: invalid confidence or registration entry ({exc})"
             ) from None
         if det.experimental:
-            warnings.warn(det.experimental_note, ExperimentalModelWarning, stacklevel=2)
+            warn_caller(det.experimental_note, ExperimentalModelWarning)
         return det
 
     @property
@@ -267,6 +276,9 @@ class Detector:
             A :class:`~cephspine.Prediction` in original-image pixels (and mm when the
             spacing is known). Without spacing the image is assumed to have the training
             data's pixel size for resampling, and a :class:`SpacingWarning` is issued.
+            Landmarks that do not look like the model's anatomy (many of low confidence,
+            far from its training shapes: :mod:`cephspine.plausibility`) give a
+            :class:`WrongAnatomyWarning`. Every warning is also in its ``warnings``.
         """
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -287,7 +299,7 @@ class Detector:
                 f"{rg.name}: pixel spacing unknown; assumed {self.training_spacing_mm:g} mm for "
                 "resampling, millimetre outputs unavailable"
             )
-            warnings.warn(msgs[-1], SpacingWarning, stacklevel=3)
+            warn_caller(msgs[-1], SpacingWarning)
         else:
             sp = rg.spacing
         side = max(rg.height * sp.row_mm, rg.width * sp.col_mm) / cfg.fine_mm
@@ -300,18 +312,18 @@ class Detector:
         timings["preprocess_s"] = time.perf_counter() - t
         t = time.perf_counter()
         mirror = False
-        if self.detect_facing:
+        c_all, p_all = coarse_stage(self.coarse, coarse_img, cfg, self.device, fine.size_hw)
+        c_xy, c_peak = c_all[0], p_all[0]
+        facing: dict[str, Any] = {"peak": float(c_peak.mean()), "mirror_peak": None}
+        # the mirror image runs only when the film is not clearly facing the training direction
+        if self.detect_facing and facing["peak"] < self.facing_clear_peak:
             fine_m, coarse_m = mirrored(fine, cfg)
-            both = torch.cat([coarse_img, coarse_m])
-            c_xy, c_peak = coarse_stage(self.coarse, both, cfg, self.device, fine.size_hw)
-            mirror = bool(c_peak[1].mean() > c_peak[0].mean())
-            k = 1 if mirror else 0
-            c_xy, c_peak = c_xy[k], c_peak[k]
+            m_xy, m_peak = coarse_stage(self.coarse, coarse_m, cfg, self.device, fine.size_hw)
+            facing["mirror_peak"] = float(m_peak.mean())
+            mirror = facing["mirror_peak"] > facing["peak"]
             if mirror:
+                c_xy, c_peak = m_xy[0], m_peak[0]
                 fine, coarse_img = fine_m, coarse_m
-        else:
-            c_all, p_all = coarse_stage(self.coarse, coarse_img, cfg, self.device, fine.size_hw)
-            c_xy, c_peak = c_all[0], p_all[0]
         timings["coarse_s"] = time.perf_counter() - t
         registration: dict[str, Any] = {"used": False}
         if self.register == "always" or (self.register == "auto" and float(c_peak.mean()) < self.register_below_peak):
@@ -320,7 +332,7 @@ class Detector:
             timings["registration_s"] = time.perf_counter() - t
             if registration.get("reason"):
                 msgs.append(f"{rg.name}: registration failed ({registration['reason']}); unregistered path used")
-                warnings.warn(msgs[-1], RegistrationWarning, stacklevel=3)
+                warn_caller(msgs[-1], RegistrationWarning)
         t = time.perf_counter()
         r_xy, r_peak = refine_stage(self.refine, fine, c_xy, cfg, self.device)
         timings["refine_s"] = time.perf_counter() - t
@@ -337,7 +349,11 @@ class Detector:
         low = [n for n, c in zip(self.names, conf) if c < LOW_CONFIDENCE]
         if low:
             msgs.append(f"{rg.name}: low confidence for {', '.join(low)}")
-            warnings.warn(msgs[-1], LowConfidenceWarning, stacklevel=3)
+            warn_caller(msgs[-1], LowConfidenceWarning)
+        check = check_anatomy(self.card.get("anatomy"), self.names, xy, conf)
+        if check is not None and check.wrong_anatomy:
+            msgs.append(check.message(rg.name))
+            warn_caller(msgs[-1], WrongAnatomyWarning)
         return Prediction(
             names=self.names,
             xy_px=xy,
@@ -350,6 +366,7 @@ class Detector:
             warnings=tuple(msgs),
             meta={
                 "mirrored": mirror,
+                "facing": facing,
                 "registration": registration,
                 "spacing_source": rg.spacing_source,
                 "timings": timings,
@@ -383,7 +400,7 @@ class Detector:
 
         names = [v for v, f in zip(VERTEBRAE, flagged) if f]
         msgs.append(f"{name}: implausible vertebra shape or order for {', '.join(names)}")
-        warnings.warn(msgs[-1], AnatomyWarning, stacklevel=4)
+        warn_caller(msgs[-1], AnatomyWarning)
         return conf.ravel()
 
     def _registered_coarse(
@@ -448,7 +465,7 @@ class Detector:
                 :class:`CephspineError` in the bad image's place and go on).
         """
         if errors not in ("raise", "return"):
-            raise ValueError(f"errors must be 'raise' or 'return', got {errors!r}")
+            raise InvalidArgumentError(f"errors must be 'raise' or 'return', got {errors!r}")
 
         def load(item: Any) -> Radiograph | CephspineError:
             try:

@@ -58,6 +58,29 @@ class DeviceError(CephspineError, ValueError):
     """The requested compute device does not exist or is not available."""
 
 
+class InvalidArgumentError(CephspineError, ValueError):
+    """An argument has a value cephspine does not accept (an unknown ``kind``, ``engine``,
+    output format, option combination, ...)."""
+
+
+class InputNotFoundError(CephspineError, FileNotFoundError):
+    """An input file or folder does not exist."""
+
+
+class OutputError(CephspineError, OSError):
+    """An output (table, report, export) cannot be written where it was asked for."""
+
+
+class MissingDependencyError(CephspineError, ImportError):
+    """An optional dependency is needed for what was asked; the message says which extra
+    to install (e.g. ``pip install 'cephspine[ray]'``)."""
+
+
+class CohortSettingsError(CephspineError, ValueError):
+    """A cohort run would resume an output made with other settings (model, spacing,
+    registration, decoding options, ...); the message names what changed."""
+
+
 class CephspineWarning(UserWarning):
     """Root of cephspine warnings."""
 
@@ -78,6 +101,17 @@ class SpacingWarning(CephspineWarning):
     """The pixel spacing is unknown, so millimetre outputs are unavailable."""
 
 
+class WrongAnatomyWarning(CephspineWarning):
+    """The result does not look like the anatomy the model was made for (e.g. a spine film
+    analysed with the ``ceph`` model): its measures should not be used."""
+
+
 class ExperimentalModelWarning(CephspineWarning):
     """The model's card marks it experimental: it falls short of its accuracy targets
     (the card's ``status_note`` says by how much)."""
+
+
+class CohortIncompleteWarning(CephspineWarning):
+    """A cohort run ended with images that were neither analysed nor recorded as errors:
+    the workers running them kept failing (e.g. Ray actors killed or out of memory). They
+    have no row, so running the same call again analyses them."""

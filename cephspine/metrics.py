@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cephspine.anatomy import SPINE_LANDMARKS
-from cephspine.errors import LandmarkError
+from cephspine.errors import InvalidArgumentError, LandmarkError
 from cephspine.geometry.norms import CEPH_MEASURES, CEPH_NORMS
 from cephspine.radiograph import Spacing, spacing_xy_mm
 
@@ -116,7 +116,7 @@ def radial_errors(
 def _flat(errors: npt.ArrayLike, nan_policy: NanPolicy) -> FloatArray:
     e = np.asarray(errors, dtype=np.float64).ravel()
     if nan_policy not in ("raise", "omit"):
-        raise ValueError(f"nan_policy must be 'raise' or 'omit', got {nan_policy!r}")
+        raise InvalidArgumentError(f"nan_policy must be 'raise' or 'omit', got {nan_policy!r}")
     finite = np.isfinite(e)
     if not finite.all():
         if nan_policy == "raise":
@@ -189,7 +189,7 @@ def sdr(
     e = _flat(errors, nan_policy)
     r = np.atleast_1d(np.asarray(radii, dtype=np.float64))
     if r.ndim != 1 or not np.all(np.isfinite(r)) or np.any(r < 0):
-        raise ValueError(f"radii must be non-negative finite numbers, got {radii!r}")
+        raise InvalidArgumentError(f"radii must be non-negative finite numbers, got {radii!r}")
     hits = e[None, :] <= r[:, None]
     return np.asarray(100.0 * hits.mean(axis=1), dtype=np.float64)
 
@@ -338,7 +338,7 @@ def scr(
 
     Raises:
         LandmarkError: shapes differ, are empty, or hold non-integer values.
-        ValueError: unknown convention.
+        InvalidArgumentError: unknown convention.
 
     Example:
         >>> scr([1, 2, 3, 1], [1, 2, 2, 1])
@@ -353,7 +353,7 @@ def scr(
     if convention == "accuracy":
         return float(100.0 * np.mean(p == t))
     if convention != "balanced":
-        raise ValueError(f"convention must be one of {SCR_CONVENTIONS}, got {convention!r}")
+        raise InvalidArgumentError(f"convention must be one of {SCR_CONVENTIONS}, got {convention!r}")
     if measure is not None:
         types: list[int] = list(CEPH_NORMS[measure].type_numbers)
     else:

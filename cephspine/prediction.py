@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from cephspine.errors import LandmarkError
 from cephspine.radiograph import Spacing
 
 
@@ -47,12 +48,32 @@ class Prediction:
         conf = np.asarray(self.confidence, dtype=np.float64)
         n = len(self.names)
         if xy.shape != (n, 2):
-            raise ValueError(f"xy_px must have shape ({n}, 2), got {xy.shape}")
+            raise LandmarkError(f"xy_px must have shape ({n}, 2), got {xy.shape}")
         if conf.shape != (n,):
-            raise ValueError(f"confidence must have shape ({n},), got {conf.shape}")
+            raise LandmarkError(f"confidence must have shape ({n},), got {conf.shape}")
         object.__setattr__(self, "xy_px", xy)
         object.__setattr__(self, "confidence", conf)
         object.__setattr__(self, "names", tuple(self.names))
+
+    def __eq__(self, other: object) -> bool:
+        """Value equality of the landmarks (positions and confidences compared
+        element-wise, NaN equal to NaN) and of every other field except :attr:`meta`
+        (run details such as timings, which differ between two runs on one image)."""
+        if not isinstance(other, Prediction):
+            return NotImplemented
+        return (
+            self.names == other.names
+            and np.array_equal(self.xy_px, other.xy_px, equal_nan=True)
+            and np.array_equal(self.confidence, other.confidence, equal_nan=True)
+            and tuple(self.image_shape) == tuple(other.image_shape)
+            and self.spacing == other.spacing
+            and self.model == other.model
+            and self.model_version == other.model_version
+            and self.source == other.source
+            and tuple(self.warnings) == tuple(other.warnings)
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # equal by value, and holds arrays
 
     @property
     def xy_mm(self) -> npt.NDArray[np.float64] | None:
@@ -92,12 +113,12 @@ class Prediction:
         """Spine predictions as a ``(17, 4, 2)`` array: vertebra T1…L5, corner TL, TR, BL, BR, (x, y) px.
 
         Raises:
-            ValueError: for a prediction that is not of the 68 spine corners.
+            LandmarkError: for a prediction that is not of the 68 spine corners.
         """
         from cephspine.anatomy import SPINE_LANDMARKS
 
         if self.names != SPINE_LANDMARKS:
-            raise ValueError(f"by_vertebra() needs the 68 spine corners, this is a {self.model!r} prediction")
+            raise LandmarkError(f"by_vertebra() needs the 68 spine corners, this is a {self.model!r} prediction")
         return self.xy_px.reshape(17, 4, 2)
 
     def vertebra_dataframe(self) -> Any:

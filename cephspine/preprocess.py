@@ -128,5 +128,6 @@ def crop_patches(
     trans = c - (lin @ torch.full((k, 2, 1), half))[..., 0]
     m = torch.cat([lin, trans[..., None]], dim=2)
     theta = pixel_affine_to_theta(m, tuple(image.shape[-2:]), (size, size))  # type: ignore[arg-type]
+    theta = theta.to(image.device)
     grid = F.affine_grid(theta, [k, 1, size, size], align_corners=False)
     return F.grid_sample(image.expand(k, -1, -1, -1), grid, mode="bilinear", padding_mode="zeros", align_corners=False)

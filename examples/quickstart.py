@@ -9,6 +9,7 @@ flags) and ``ceph_measures.csv`` / ``ceph_landmarks.csv`` into FOLDER (default
 """
 
 import argparse
+import warnings
 from pathlib import Path
 
 import cephspine
@@ -24,17 +25,21 @@ image = args.image or cephspine.example_path("ceph")
 spacing = args.spacing if args.image or args.spacing else 0.1
 
 detector = cephspine.Detector.from_pretrained("ceph")  # shipped weights, nothing downloaded
-analysis = cephspine.analyze(image, kind="ceph", spacing=spacing, detector=detector)
+with warnings.catch_warnings():  # the analysis keeps every warning; they are printed once, below
+    warnings.simplefilter("ignore", cephspine.CephspineWarning)
+    analysis = cephspine.analyze(image, kind="ceph", spacing=spacing, detector=detector)
 
 print(analysis.prediction)
 print()
-print(analysis.to_dataframe().drop(columns=["image"]).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+# Every row names the image (image, pseudonym): kept in the CSV below, left out on screen.
+measures = analysis.to_dataframe()
+print(measures.drop(columns=["image", "pseudonym"]).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
 for warning in analysis.warnings:
     print("warning:", warning)
 
 args.out.mkdir(parents=True, exist_ok=True)
 pdf = cephspine.write_report(analysis, args.out / "ceph_report.pdf", image=image)
-analysis.to_dataframe().to_csv(args.out / "ceph_measures.csv", index=False)
+measures.to_csv(args.out / "ceph_measures.csv", index=False)  # with image and pseudonym, to join other tables
 analysis.landmarks_dataframe().to_csv(args.out / "ceph_landmarks.csv", index=False)
 print()
 print(f"report:    {pdf}")

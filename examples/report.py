@@ -15,7 +15,7 @@ out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("ceph_report.pdf")
 # a DICOM file's PixelSpacing / ImagerPixelSpacing is used automatically.
 analysis = report(cephspine.example_path(), out, kind="ceph", spacing=0.1)
 
-table = analysis.to_dataframe().drop(columns=["image", "normal_low", "normal_high"])
+table = analysis.to_dataframe().drop(columns=["image", "pseudonym", "normal_low", "normal_high"])
 print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
 for warning in analysis.warnings:
     print("warning:", warning)

@@ -81,6 +81,21 @@ def test_measures_table_has_normal_ranges() -> None:
     assert {"image", "value", "unit", "type", "label", "normal_range"} <= set(df.columns)
 
 
+def test_every_table_names_the_image_and_its_pseudonym() -> None:
+    ceph = _analysis(_truth_prediction())
+    spine = _analysis(
+        Prediction(SPINE_LANDMARKS, _ladder(), np.full(68, 0.8), (1200, 600), None, "spine", "1", "s.jpg"), "spine"
+    )
+    coincident = Prediction(CEPH_LANDMARKS, np.zeros((19, 2)), np.full(19, 0.9), (90, 80), None, "ceph", "1")
+    no_measures = _analysis(coincident)
+    for a in (ceph, spine, no_measures):
+        for df in (a.to_dataframe(), a.landmarks_dataframe()):
+            assert list(df.columns[:2]) == ["image", "pseudonym"]
+            assert (df["image"] == "ceph_example.jpg").all() and (df["pseudonym"] == "abc").all()
+        assert list(a.to_row())[:2] == ["image", "pseudonym"]
+    assert len(ceph.to_dataframe()) == 8 and len(spine.to_dataframe()) == 3 and no_measures.to_dataframe().empty
+
+
 def test_spine_row_has_cobb_angles_end_vertebrae_and_severity() -> None:
     pred = Prediction(SPINE_LANDMARKS, _ladder(), np.full(68, 0.8), (1200, 600), None, "spine", "1", "s.jpg")
     a = _analysis(pred, "spine")
@@ -146,3 +161,61 @@ def test_identifiers_only_on_request(tmp_path: Path, tiny_model_dir: Path) -> No
     with_ids = analyze(path, "ceph", detector=det, include_identifiers=True)
     assert with_ids.to_row()["dicom_PatientID"] == "PID-4711"
     assert Analysis.from_json(with_ids.to_json()).identifiers["PatientName"] == "Doe^Jane"
+
+
+def test_json_round_trip_gives_an_equal_analysis() -> None:
+    import dataclasses
+
+    for a in (
+        _analysis(_truth_prediction()),
+        _analysis(_truth_prediction(spacing=None)),
+        _analysis(Prediction(SPINE_LANDMARKS, _ladder(), np.full(68, 0.8), (1200, 600), None, "spine", "1"), "spine"),
+    ):
+        b = Analysis.from_json(a.to_json())
+        assert b == a
+        assert b is not a and b.prediction == a.prediction
+    a = _analysis(_truth_prediction())
+    assert a != dataclasses.replace(a, warnings=("another warning",))
+    assert a != dataclasses.replace(a, image="other.jpg")
+    moved = Prediction(CEPH_LANDMARKS, a.prediction.xy_px + 0.5, a.prediction.confidence, (2400, 1935), SPACING, "ceph",
+                       "9.9.9", "ceph_example.jpg")  # fmt: skip
+    assert a.prediction != moved and a != _analysis(moved)
+    assert a != a.to_json() and a.prediction != a
+    with pytest.raises(TypeError):
+        hash(a)
+
+
+def test_analysis_equality_compares_arrays_not_identity() -> None:
+    p = _truth_prediction()
+    twin = Prediction(p.names, p.xy_px.copy(), p.confidence.copy(), p.image_shape, p.spacing, p.model,
+                      p.model_version, p.source, meta={"timings": {"refine_s": 1.0}})  # fmt: skip
+    assert twin == p  # meta (timings, ...) is not part of the value
+    assert _analysis(twin) == _analysis(p)
+
+
+def test_not_computed_gives_the_reason() -> None:
+    assert _analysis(_truth_prediction()).not_computed() == {}
+    assert _analysis(_truth_prediction(spacing=None)).not_computed() == {"MW": "needs pixel spacing"}
+
+
+def test_warnings_point_at_the_callers_line(tmp_path: Path, tiny_model_dir: Path) -> None:
+    import warnings
+
+    from tests.conftest import dicom_dataset
+
+    det = cephspine.Detector.from_pretrained(tiny_model_dir, device="cpu")
+    img = np.random.default_rng(1).random((300, 240)).astype(np.float32)
+    bad_spacing = tmp_path / "zero spacing.dcm"
+    dicom_dataset(PixelSpacing=[0, 0]).save_as(bad_spacing, enforce_file_format=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        analyze(img, "ceph", detector=det)
+        analyze(bad_spacing, "ceph", detector=det)
+    ours = [w for w in caught if issubclass(w.category, cephspine.CephspineWarning)]
+    messages = [str(w.message) for w in ours]
+    # from analyze itself, from the detector (two levels down) and from the DICOM reader
+    assert any("MW not computed" in m for m in messages)
+    assert any("pixel spacing unknown" in m for m in messages)
+    assert any("ignoring invalid PixelSpacing" in m for m in messages)
+    for w in ours:
+        assert Path(w.filename).resolve() == Path(__file__).resolve(), (w.filename, w.lineno, str(w.message))

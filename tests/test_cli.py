@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -132,3 +135,81 @@ def test_spine_decoding_options(tmp_path: Path) -> None:
             assert "spine.png" in result.stdout
             outputs.append(result.stdout)
         assert outputs[0] != outputs[1]  # the option reached the detector
+
+
+@pytest.mark.parametrize(
+    ("error", "name", "line"),
+    [
+        # a cohort row's error cell: the type and the file are not repeated
+        ("ImageReadError: bad.jpg: not a recognised image", "bad.jpg", "error: bad.jpg: not a recognised image"),
+        ("ImageReadError: /data/scans/bad.jpg: file is empty", "scans/bad.jpg", "error: scans/bad.jpg: file is empty"),
+        # an error about something else keeps its own words
+        ("unknown model 'x'; known: ceph, spine", "bad.jpg", "error: unknown model 'x'; known: ceph, spine"),
+    ],
+)
+def test_error_line_names_the_file_once(error: str, name: str, line: str) -> None:
+    from cephspine.cli import _error_line
+
+    assert _error_line(error, name) == line
+
+
+@pytest.mark.parametrize(
+    ("error", "name", "line"),
+    [
+        ("ImageReadError: bad.jpg: not a recognised image", "bad.jpg", "error: bad.jpg: not a recognised image"),
+        # a row of a recursive cohort is keyed by its path below the folder
+        ("ImageReadError: bad.jpg: file is empty", "sub/bad.jpg", "error: sub/bad.jpg: file is empty"),
+        # the error of a row is about its image even when the text does not name it
+        ("InvalidArgumentError: kind='spine' needs a spine detector", "a.png",
+         "error: a.png: kind='spine' needs a spine detector"),
+        ("RuntimeError: out of memory", "a.png", "error: a.png: RuntimeError: out of memory"),
+        ("KeyError: 'x'", "a.png", "error: a.png: KeyError: 'x'"),
+    ],
+)  # fmt: skip
+def test_cohort_error_row_names_its_image_once(error: str, name: str, line: str) -> None:
+    from cephspine.cli import _error_line
+
+    assert _error_line(error, name, about_file=True) == line
+
+
+def test_error_line_of_exceptions() -> None:
+    from cephspine.cli import _error_line
+    from cephspine.errors import ImageReadError, UnknownModelError
+
+    missing = ImageReadError("/abs/scan.png", "file not found")
+    assert _error_line(missing, "scan.png") == "error: scan.png: file not found"
+    assert _error_line(UnknownModelError("unknown model 'knee'")) == "error: unknown model 'knee'"
+    denied = OSError(13, "permission denied", "/out/r.pdf")
+    assert _error_line(denied, "scan.png") == "error: /out/r.pdf: permission denied"
+
+
+def _commands(cmd: Any, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], Any]]:
+    yield path, cmd
+    for name, sub in getattr(cmd, "commands", {}).items():
+        yield from _commands(sub, (*path, name))
+
+
+def test_cli_reference_matches_the_help() -> None:
+    """docs/cli.md has, for every command, the usage line and every option and help text
+    of ``--help``, and no option the command does not have."""
+    import click
+    import typer
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
+    assert "{" not in doc and "<bool>" not in doc
+    for path, cmd in _commands(typer.main.get_command(app), ("cephspine",)):
+        title = "`" + " ".join(path) + "`"
+        found = re.search(rf"^#+ {re.escape(title)}\n(.*?)(?=^#+ `|\Z)", doc, re.S | re.M)
+        assert found, f"no section {title}"
+        section = found.group(1)
+        ctx = click.Context(cmd, info_name=" ".join(path))
+        usage = " ".join([*path, *cmd.collect_usage_pieces(ctx)])
+        assert f"$ {usage}\n" in section, (title, usage)
+        params = cmd.get_params(ctx)
+        for p in params:
+            assert not p.help or p.help in section, (title, p.name)
+            for opt in (p.opts + p.secondary_opts) if isinstance(p, click.Option) else []:
+                assert re.search(rf"[`, ]{re.escape(opt)}[`, ]", section), (title, opt)
+        known = {o for p in params for o in p.opts + p.secondary_opts}
+        for line in re.findall(r"^\* `(-[^`]*)`", section, re.M):
+            assert set(re.findall(r"--?[\w-]+", line.split(" <")[0])) <= known, (title, line)

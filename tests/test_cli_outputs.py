@@ -50,12 +50,19 @@ def test_analyze_csv_is_one_row_with_units(png: Path, tiny_model_dir: Path) -> N
     assert result.exit_code == 0, result.output
     df = pd.read_csv(io.StringIO(result.stdout))
     assert len(df) == 1 and {"anb_deg", "fhi_ratio", "mw_mm", "anb_class", "mean_confidence"} <= set(df.columns)
+    assert result.stdout.startswith("image,pseudonym,")
 
 
 def test_analyze_table_shows_measures(png: Path, tiny_model_dir: Path) -> None:
     result = runner.invoke(app, ["analyze", str(png), "-m", str(tiny_model_dir), "--spacing", "0.1"])
     assert result.exit_code == 0, result.output
     assert "ANB" in result.stdout and "normal_range" in result.stdout
+    # the image is the same on every row: its name and pseudonym are not repeated on screen
+    header = next(line for line in result.stdout.splitlines() if "normal_range" in line)
+    assert header.split()[:2] == ["measure", "value"]
+    as_json = runner.invoke(app, ["analyze", str(png), "-m", str(tiny_model_dir), "--spacing", "0.1", "-f", "json"])
+    pseudonym = json.loads(as_json.stdout)["pseudonym"]
+    assert "pseudonym" not in result.stdout and pseudonym not in result.stdout and png.name not in result.stdout
 
 
 def test_analyze_bad_file_is_one_line(tmp_path: Path, tiny_model_dir: Path) -> None:
@@ -70,3 +77,18 @@ def test_analyze_bad_file_is_one_line(tmp_path: Path, tiny_model_dir: Path) -> N
 def test_analyze_wrong_kind_for_model(png: Path, tiny_model_dir: Path) -> None:
     result = runner.invoke(app, ["analyze", str(png), "-m", str(tiny_model_dir), "--kind", "spine"])
     assert result.exit_code == 1 and "spine detector" in result.output
+
+
+def test_measures_table_keeps_measures_that_could_not_be_computed() -> None:
+    from cephspine.analysis import Analysis
+    from cephspine.anatomy import SPINE_LANDMARKS
+    from cephspine.cli import _measures_text
+    from cephspine.prediction import Prediction
+
+    # coincident corners: no Cobb angles at all
+    pred = Prediction(SPINE_LANDMARKS, np.zeros((68, 2)), np.full(68, 0.1), (900, 400), None, "spine", "1", "s.png")
+    text = _measures_text(Analysis("spine", "s.png", "abc", pred, warnings=("s.png: Cobb angles not computed",)))
+    lines = text.splitlines()
+    assert lines[0].split()[:2] == ["curve", "angle_deg"] and "abc" not in text and "pseudonym" not in text
+    assert [line.split()[0] for line in lines[1:]] == ["pt", "mt", "tl"]
+    assert all("n/a (see warnings)" in line for line in lines[1:])

@@ -22,6 +22,13 @@ from PIL import Image
 
 import cephspine
 from cephspine.cohorts import CohortWriter, analyze_row, cohort, landmark_columns, list_images, row_columns
+from cephspine.errors import (
+    CohortSettingsError,
+    InputNotFoundError,
+    InvalidArgumentError,
+    MissingDependencyError,
+    OutputError,
+)
 from tests.conftest import write_dicom
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,11 +85,11 @@ def test_good_and_corrupt_images_give_one_row_each(tmp_path: Path, det: Any) -> 
     assert list(df["image"]) == ["broken.jpg", "img00.png", "img01.png", "img02.png"]
     assert list(df.columns) == list(row_columns("ceph")[0])
     ok, bad = df[df["status"] == "ok"], df[df["status"] == "error"].iloc[0]
-    assert len(ok) == 3 and ok["error"].eq("").all() and ok["anb_deg"].notna().all()
+    assert len(ok) == 3 and ok["error"].isna().all() and ok["anb_deg"].notna().all()
     assert ok["warnings"].str.contains("low confidence").all() and (ok["n_warnings"] >= 1).all()
     assert bad["error"].startswith("ImageReadError: broken.jpg:") and "\n" not in bad["error"]
-    assert bad["kind"] == "ceph" and bad["pseudonym"] == "" and np.isnan(bad["anb_deg"])
-    assert np.isnan(bad["mean_confidence"]) and bad["model"] == ""
+    assert bad["kind"] == "ceph" and bad["pseudonym"] is pd.NA and np.isnan(bad["anb_deg"])
+    assert np.isnan(bad["mean_confidence"]) and bad["model"] is pd.NA and bad["height_px"] is pd.NA
     assert _snapshot(folder) == before  # inputs untouched
 
     deep = cohort(folder, detector=det, spacing=0.1, progress=False, recursive=True)
@@ -119,29 +126,34 @@ def test_unexpected_exception_of_one_image_is_an_error_row(tmp_path: Path, det: 
     assert row["status"] == "error" and set(row) == set(row_columns("ceph")[0])
 
 
-def test_arguments_are_checked_before_any_work(tmp_path: Path, det: Any) -> None:
+def test_arguments_are_checked_before_any_work(tmp_path: Path, det: Any, tiny_model_dir: Path) -> None:
     _folder(tmp_path / "in", 1)
+    bad = InvalidArgumentError
     for engine in ("dask", "Local"):
-        with pytest.raises(ValueError, match="engine must be one of 'local', 'ray'"):
+        with pytest.raises(bad, match="engine must be one of 'local', 'ray'"):
             cohort(tmp_path / "in", detector=det, engine=engine, workers=2)
-    with pytest.raises(ValueError, match="workers must be at least 1"):
+    with pytest.raises(bad, match="workers must be at least 1"):
         cohort(tmp_path / "in", detector=det, workers=0)
-    with pytest.raises(ValueError, match="address is an option of engine='ray'"):
+    with pytest.raises(bad, match="address is an option of engine='ray'"):
         cohort(tmp_path / "in", detector=det, address="ray://x:1")
-    with pytest.raises(ValueError, match="csv or .parquet"):
+    with pytest.raises(bad, match=r"out must end in \.csv or \.parquet, got .*o\.xlsx"):
         cohort(tmp_path / "in", detector=det, out=tmp_path / "o.xlsx")
-    with pytest.raises(ValueError, match="different files"):
+    with pytest.raises(bad, match="different files"):
         cohort(tmp_path / "in", detector=det, out=tmp_path / "o.csv", landmarks_out=tmp_path / "o.csv")
-    with pytest.raises(ValueError, match="spine detector"):
+    with pytest.raises(bad, match="spine detector"):
         cohort(tmp_path / "in", "spine", detector=det)
-    with pytest.raises(ValueError, match="kind"):
+    with pytest.raises(bad, match="kind must be one of ceph, spine; got 'knee'"):
         cohort(tmp_path / "in", "knee", detector=det)
+    with pytest.raises(bad, match="detector or model, not both"):
+        cohort(tmp_path / "in", detector=det, model=tiny_model_dir)
     with pytest.raises(cephspine.SpacingError):
         cohort(tmp_path / "in", detector=det, spacing=-1)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(InputNotFoundError, match="missing: no such folder or file"):
         cohort(tmp_path / "missing", detector=det)
+    with pytest.raises(InputNotFoundError, match="nofolder"):
+        cohort("nofolder/", detector=det)
     a, b = _png(tmp_path / "x" / "s.png", 1), _png(tmp_path / "y" / "s.png", 2)
-    with pytest.raises(ValueError, match="two images named 's.png'"):
+    with pytest.raises(bad, match="two images named 's.png'"):
         cohort([a, b], detector=det)
     assert det.calls == [] and not (tmp_path / "o.csv").exists()
     assert len(cohort([a, a], detector=det, progress=False)) == 1  # the same file twice: once
@@ -191,9 +203,17 @@ def test_missing_pyarrow_names_the_extra(tmp_path: Path, det: Any, monkeypatch: 
     _folder(tmp_path / "in", 1)
     monkeypatch.setitem(sys.modules, "pyarrow", None)
     monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
-    with pytest.raises(ImportError, match=r"cephspine\[parquet\]"):
+    with pytest.raises(MissingDependencyError, match=r"pip install 'cephspine\[parquet\]'"):
         cohort(tmp_path / "in", detector=det, out=tmp_path / "o.parquet")
     assert det.calls == []
+
+
+def test_ray_engine_without_ray_names_the_extra(tmp_path: Path, det: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    _folder(tmp_path / "in", 1)
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'cephspine\[ray\]'"):
+        cohort(tmp_path / "in", detector=det, engine="ray", out=tmp_path / "o.csv")
+    assert det.calls == [] and not (tmp_path / "o.csv").exists()
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
@@ -221,11 +241,16 @@ def test_resume_processes_only_new_images(tmp_path: Path, det: Any, fmt: str) ->
     pd.testing.assert_frame_equal(again, df)
 
 
-def test_resume_with_other_columns_is_refused(tmp_path: Path, det: Any) -> None:
+def test_resume_with_another_identifiers_setting_or_other_columns_is_refused(tmp_path: Path, det: Any) -> None:
     _folder(tmp_path / "in", 1)
     cohort(tmp_path / "in", detector=det, out=tmp_path / "o.csv", progress=False)
-    with pytest.raises(ValueError, match="other columns"):
+    with pytest.raises(CohortSettingsError, match="include_identifiers: False → True"):
         cohort(tmp_path / "in", detector=det, out=tmp_path / "o.csv", include_identifiers=True)
+    # the settings record agrees but the columns differ (a table from another version)
+    cols, text = row_columns("ceph")
+    (tmp_path / "o.csv").write_text(",".join(cols[:-1]) + "\n" + ",".join(["a.png"] + [""] * (len(cols) - 2)) + "\n")
+    with pytest.raises(CohortSettingsError, match="other columns"):
+        cohort(tmp_path / "in", detector=det, out=tmp_path / "o.csv")
 
 
 def test_truncated_last_line_is_repaired(tmp_path: Path, det: Any) -> None:
@@ -261,7 +286,7 @@ def test_one_writer_per_file(tmp_path: Path) -> None:
     cols, text = row_columns("ceph")
     with CohortWriter(tmp_path / "o.csv", cols, text) as first:
         first.write({"image": "a.png", "kind": "ceph", "status": "error", "error": "x"})
-        with pytest.raises(OSError, match="in use by another cohort run"):
+        with pytest.raises(OutputError, match="in use by another cohort run"):
             CohortWriter(tmp_path / "o.csv", cols, text)
     with CohortWriter(tmp_path / "o.csv", cols, text) as again:
         assert again.done() == {"a.png"} and again.status("a.png") == "error"
@@ -392,7 +417,7 @@ def test_dicom_identifiers_appear_in_no_output_by_default(
     assert list(with_ids.columns) == list(row_columns("ceph", include_identifiers=True)[0])
     scan = with_ids.set_index("image").loc["scan.dcm"]
     assert scan["dicom_PatientName"] == "Doe^Jane" and scan["dicom_PatientID"] == "PID-4711"
-    assert with_ids.set_index("image").loc["plain.png", "dicom_PatientID"] == ""
+    assert with_ids.set_index("image").loc["plain.png", "dicom_PatientID"] is pd.NA
     assert "PID-4711" in (tmp_path / "ids.csv").read_text()
     assert _snapshot(folder) == before
 

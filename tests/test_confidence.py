@@ -128,3 +128,24 @@ def test_calibration_table_partitions_the_data(bins: int) -> None:
         assert 0.0 <= r["observed_rate"] <= 1.0
         assert r["bin_hi"] - r["bin_lo"] == pytest.approx(1.0 / bins)
     json.dumps(rows)  # plain floats and ints: goes into the model card
+
+
+def test_landmark_offsets_lower_the_confidence_of_a_harder_landmark() -> None:
+    """Two landmarks with the same heatmap features, one missed twice as often: per-landmark
+    offsets tell them apart, and the offsets travel through the card."""
+    rng = np.random.default_rng(5)
+    m = 600
+    feats = np.column_stack([rng.uniform(0.4, 1.0, 2 * m), rng.uniform(0.4, 1.0, 2 * m), rng.uniform(0, 1, 2 * m)])
+    hard = np.tile([False, True], m)  # landmark 1 of each image
+    miss = rng.random(2 * m) < np.where(hard, 0.5, 0.1)
+    errors = np.where(miss, 5.0, 0.5)
+    cal = fit_calibrator(feats, errors, 2.0, n_landmarks=2)
+    p = cal(feats)
+    assert cal.landmark_offsets is not None and cal.landmark_offsets[0] == 0.0
+    assert abs(p[~hard].mean() - 0.9) < 0.05 and abs(p[hard].mean() - 0.5) < 0.06
+    back = Calibrator.from_dict(cal.to_dict())
+    np.testing.assert_allclose(back(feats), p)
+    with pytest.raises(ValueError, match="whole images"):
+        cal(feats[:3])
+    plain = fit_calibrator(feats, errors, 2.0)
+    assert plain.landmark_offsets is None and "landmark_offsets" not in plain.to_dict()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import math
 import os
 import re
@@ -15,16 +16,16 @@ import pandas as pd
 import pytest
 
 import cephspine
-from cephspine import reports as report_module
 from cephspine.analysis import Analysis, _clinical
 from cephspine.anatomy import CEPH_LANDMARKS, SPINE_LANDMARKS
-from cephspine.errors import ImageReadError
+from cephspine.errors import ImageReadError, InvalidArgumentError, OutputError
 from cephspine.geometry import classify_ceph
 from cephspine.geometry.ceph import CephMeasures
 from cephspine.geometry.norms import CEPH_MEASURES, CEPH_NORMS
 from cephspine.prediction import Prediction
 from cephspine.radiograph import Radiograph, Spacing
-from cephspine.reports import RESEARCH_NOTICE, report, write_cohort_report, write_report
+from cephspine.reports import RESEARCH_NOTICE, _image, _pdf, report, write_cohort_report, write_report
+from cephspine.reports import cohort as cohort_module
 from tests.conftest import write_dicom
 
 REPO = Path(__file__).resolve().parents[1]
@@ -187,7 +188,7 @@ def test_failure_while_drawing_leaves_no_file_and_keeps_the_old_report(
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("drawing failed")
 
-    monkeypatch.setattr(report_module, "_draw_landmarks", boom)
+    monkeypatch.setattr(_image, "draw_landmarks", boom)
     with pytest.raises(RuntimeError, match="drawing failed"):
         write_report(a, out, image=ceph_image)
     assert out.read_bytes() == before
@@ -215,22 +216,71 @@ def test_unreadable_or_mismatched_image(tmp_path: Path, spine_image: np.ndarray)
     assert sorted(os.listdir(tmp_path)) == ["broken.png"]
 
 
-def test_unwritable_output_names_the_path(tmp_path: Path, spine_image: np.ndarray) -> None:
+def test_unwritable_output_names_the_file_and_the_cause_once(tmp_path: Path, spine_image: np.ndarray) -> None:
     missing = tmp_path / "no such folder" / "r.pdf"
-    with pytest.raises(OSError, match="no such folder"):
+    with pytest.raises(OutputError) as info:
         write_report(spine_analysis(), missing, image=spine_image)
-    with pytest.raises(IsADirectoryError, match="is a directory"):
+    assert str(info.value) == f"cannot write the report to {missing}: folder {missing.parent} does not exist"
+    assert isinstance(info.value, OSError) and info.value.errno == errno.ENOENT
+    with pytest.raises(OutputError, match="it is a folder$") as info:
         write_report(spine_analysis(), tmp_path, image=spine_image)
+    assert str(info.value).count(str(tmp_path)) == 1
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    with pytest.raises(OutputError, match="is not a folder$"):
+        write_report(spine_analysis(), a_file / "r.pdf", image=spine_image)
+    table = pd.DataFrame([spine_analysis().to_row()])
+    with pytest.raises(OutputError, match="does not exist$"):
+        write_cohort_report(table, missing, kind="spine")
+    assert os.listdir(tmp_path) == ["a_file"]
+
+
+def test_cli_report_into_a_missing_folder_says_so_once(tmp_path: Path) -> None:
+    example = str(cephspine.example_path("ceph"))
+    for out, cause in (("nope/r.pdf", "folder nope does not exist"), (".", "it is a folder")):
+        result = subprocess.run(
+            [sys.executable, "-m", "cephspine", "report", example, "-o", out, "--spacing", "0.1"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 1
+        assert result.stderr == f"error: cannot write the report to {out}: {cause}\n"
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_failing_write_is_an_output_error(
+    tmp_path: Path, spine_image: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "r.pdf"))
+
+    monkeypatch.setattr(_pdf.os, "replace", refuse)  # the move into place fails
+    with pytest.raises(OutputError) as info:
+        write_report(spine_analysis(), tmp_path / "r.pdf", image=spine_image)
+    assert str(info.value) == f"cannot write the report to {tmp_path / 'r.pdf'}: Permission denied"
+    assert info.value.errno == errno.EACCES
+    assert os.listdir(tmp_path) == []  # the temporary file is gone
+
+
+def test_an_unknown_kind_is_an_invalid_argument(tmp_path: Path, spine_image: np.ndarray) -> None:
+    a = dataclasses.replace(spine_analysis(), kind="knee")
+    with pytest.raises(InvalidArgumentError, match="kind must be one of ceph, spine; got 'knee'"):
+        write_report(a, tmp_path / "r.pdf", image=spine_image)
+    with pytest.raises(InvalidArgumentError, match="got 'knee'"):
+        report(spine_image, tmp_path / "r.pdf", kind="knee")
     assert os.listdir(tmp_path) == []
 
 
 def test_text_outside_the_font_encoding_is_replaced() -> None:
-    assert report_module._pdf_safe("T1 → L5 ≥ 3σ\tok") == "T1 -> L5 >= 3sigma ok"
-    assert report_module._pdf_safe("Größe 5–7° ±1") == "Größe 5–7° ±1"
-    assert report_module._pdf_safe("生") == "?"
+    assert _pdf.pdf_safe("T1 → L5 ≥ 3σ\tok") == "T1 -> L5 >= 3sigma ok"
+    assert _pdf.pdf_safe("Größe 5–7° ±1") == "Größe 5–7° ±1"
+    assert _pdf.pdf_safe("生") == "?"
 
 
 @pytest.mark.filterwarnings("ignore::cephspine.LowConfidenceWarning")  # random weights
+@pytest.mark.filterwarnings("ignore::cephspine.WrongAnatomyWarning")  # random weights: not a face
 def test_report_analyses_then_writes(tmp_path: Path, tiny_model_dir: Path) -> None:
     scan = write_dicom(tmp_path / "scan.dcm", PatientName="Doe^Jane", PatientID="PID-4711")
     det = cephspine.Detector.from_pretrained(tiny_model_dir, device="cpu")
@@ -246,7 +296,7 @@ def test_report_analyses_then_writes(tmp_path: Path, tiny_model_dir: Path) -> No
     assert with_ids.identifiers["PatientID"] == "PID-4711"
     assert "PID-4711" in text and "Doe^Jane" in text and "0.2 mm × 0.2 mm" in text
 
-    with pytest.raises(FileNotFoundError, match="does not exist"):  # checked before the network runs
+    with pytest.raises(OutputError, match="does not exist"):  # checked before the network runs
         report(scan, tmp_path / "missing" / "r.pdf", detector=det)
 
 
@@ -276,11 +326,17 @@ def test_ceph_cohort_report(tmp_path: Path) -> None:
     assert re.search(r"Images 7 Analysed \(ok\) 6 Errors 1", text)
     assert "Errors (1)" in text and "broken.jpg broken.jpg: not a recognised image" in text
     assert "ceph version 9.9.9" in text and RESEARCH_NOTICE in text
-    for m in CEPH_MEASURES:
+    types = text[text.index("Anatomical types") : text.index("Each cell:")]
+    starts = [types.index(f" {m} ") for m in CEPH_MEASURES]
+    assert starts == sorted(starts)
+    for i, m in enumerate(CEPH_MEASURES):
         assert re.search(rf"{m} \((°|mm|ratio)\), n = 6", text), m  # histogram title
+        row = types[starts[i] : starts[i + 1] if i + 1 < len(starts) else None]
         labels = table[f"{m.lower()}_class"].loc[table["status"] == "ok"]
         for label, n in labels.value_counts().items():
-            assert re.search(rf"{m} \d {re.escape(str(label))} {n} ", text), (m, label)
+            assert f"{label}: {n} ({100 * n / 6:.0f} %)" in row, (m, label)
+        for label in set(CEPH_NORMS[m].labels.values()) - set(labels):
+            assert f"{label}: 0 (0 %)" in row, (m, label)
 
 
 def test_spine_cohort_report(tmp_path: Path) -> None:
@@ -299,17 +355,17 @@ def test_spine_cohort_report(tmp_path: Path) -> None:
 
 def test_cohort_report_refuses_bad_tables_and_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     table = pd.DataFrame([spine_analysis().to_row(), error_row("spine")])
-    with pytest.raises(ValueError, match="spine analyses"):
+    with pytest.raises(InvalidArgumentError, match="spine analyses"):
         write_cohort_report(table, tmp_path / "c.pdf", kind="ceph")
-    with pytest.raises(ValueError, match="'image' column"):
+    with pytest.raises(InvalidArgumentError, match="'image' column"):
         write_cohort_report(table.drop(columns=["image"]), tmp_path / "c.pdf", kind="spine")
-    with pytest.raises(ValueError, match="kind"):
+    with pytest.raises(InvalidArgumentError, match="kind"):
         write_cohort_report(table, tmp_path / "c.pdf", kind="knee")
 
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("chart failed")
 
-    monkeypatch.setattr(report_module, "_histogram", boom)
+    monkeypatch.setattr(cohort_module, "histogram", boom)
     with pytest.raises(RuntimeError, match="chart failed"):
         write_cohort_report(table, tmp_path / "c.pdf", kind="spine")
     assert os.listdir(tmp_path) == []
@@ -337,5 +393,15 @@ def test_example_script_writes_a_report(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "ANB" in result.stdout and "report written to" in result.stdout
+    assert "pseudonym" not in result.stdout  # the measures table on screen: one image, not named per row
     text = pdf_text(out)
     assert "ANB" in text and "ceph_example.jpg" in text and RESEARCH_NOTICE in text
+    # The bundled example as the shipped model analyses it: one page, no label over another.
+    from pypdf import PdfReader
+
+    from tests.test_report_layout import LABEL_NAMES, assert_disjoint, label_boxes
+
+    assert len(PdfReader(out).pages) == 1
+    boxes = label_boxes(out)
+    assert sorted(t for t, _ in boxes) == sorted(LABEL_NAMES)
+    assert_disjoint(boxes)

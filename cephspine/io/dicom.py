@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from cephspine._warn import warn_caller
 from cephspine.errors import (
     CephspineError,
     CephspineWarning,
@@ -223,11 +224,7 @@ def _grey_pipeline(
             meta["window_width"] = _first_float(ds["WindowWidth"].value)
             meta["voi_lut_function"] = str(ds.get("VOILUTFunction", "LINEAR")).upper()
     except Exception as exc:  # e.g. a width below 1 or an unknown VOI LUT Function
-        warnings.warn(
-            f"{source}: VOI transform ignored ({exc}); pixels are the modality values",
-            CephspineWarning,
-            stacklevel=4,
-        )
+        warn_caller(f"{source}: VOI transform ignored ({exc}); pixels are the modality values", CephspineWarning)
         values = apply_modality_lut(stored, ds)
         lo, hi = _modality_range(ds)
         meta["voi"] = None
@@ -270,7 +267,7 @@ def _spacing(ds: Any, source: Any, meta: dict[str, Any]) -> tuple[Spacing | None
         raw = ds[keyword].value
         pair = _positive_pair(raw)
         if pair is None:
-            warnings.warn(f"{source}: ignoring invalid {keyword} {raw!r}", SpacingWarning, stacklevel=4)
+            warn_caller(f"{source}: ignoring invalid {keyword} {raw!r}", SpacingWarning)
             continue
         if keyword == "ImagerPixelSpacing":
             factor = _positive_float(ds.get("EstimatedRadiographicMagnificationFactor"))

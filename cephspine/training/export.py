@@ -115,7 +115,15 @@ def render_model_card(card: dict[str, Any]) -> str:
             f"- Registration template: training image {r['template_image']} on the coarse grid, mask = "
             f"landmarks + {r['margin_mm']:g} mm; affine, Mattes mutual information (SimpleITK). "
             f'Default `register="auto"` registers only when the mean coarse heatmap peak is below '
-            f"{r['auto_below_mean_coarse_peak']:.3f} (the lowest seen on the held-out images).",
+            f"{r['auto_below_mean_coarse_peak']:.3f} ("
+            + r.get("fitted_on", "the lowest seen on the held-out images")
+            + ").",
+        ]
+    if "facing" in card:
+        f = card["facing"]
+        lines += [
+            "- Facing: the coarse stage runs on the mirror image only when its first pass's mean heatmap peak is "
+            f"below {f['skip_mirror_at_mean_coarse_peak']:.3f} ({f['fitted_on']}); the stronger orientation wins.",
         ]
     if "training" in card:
         t = card["training"]
@@ -129,9 +137,15 @@ def render_model_card(card: dict[str, Any]) -> str:
         columns += [(f"SDR {r:g} mm", f"{m[k]:.2f} %") for r, k in sdr]
         if "cobb_smape_pct" in m:
             columns.append(("Cobb SMAPE", f"{m['cobb_smape_pct']:.2f} %"))
+        cv_sd = m.get("fold_sd", {})
+        if cv_sd:  # cross-validated: mean ± s.d. over folds
+            columns = [
+                (h, v + (f" ± {cv_sd[k]:.2f}" if k in cv_sd else ""))
+                for (h, v), k in zip(columns, ["mre_mm", "sd_mm", *[k for _, k in sdr]])
+            ]
         lines += [
             "",
-            "## Accuracy (held-out)",
+            "## Accuracy (cross-validated, out of fold)" if cv_sd else "## Accuracy (held-out)",
             "",
             f"Data: {m['data']}; truth: {m['truth']}; {m['n_images']} images"
             + (f"; registration: {m['register']}." if "register" in m else ".")
@@ -146,6 +160,34 @@ def render_model_card(card: dict[str, Any]) -> str:
             "| landmark | MRE (mm) |",
             "|---|---|",
         ] + [f"| {k} | {v:.2f} |" for k, v in m["per_landmark_mre_mm"].items()]
+        if "measures" in m:
+            lines += [
+                "",
+                "Measures from the predicted landmarks against the same measures from the truth "
+                f"(SCR accuracy averaged over the measures: {m['scr_accuracy_mean_pct']:.1f} %, "
+                f"class-balanced {m['scr_balanced_mean_pct']:.1f} %):",
+                "",
+                "| measure | mean absolute error | SCR accuracy | class-balanced |",
+                "|---|---|---|---|",
+            ] + [
+                f"| {k} | {v['mae']:.3g} | {v['scr_pct']:.1f} % | {v['balanced_pct']:.1f} % |"
+                for k, v in m["measures"].items()
+            ]
+        if "perturbed" in m:
+            gaps = card.get("confidence", {}).get("cv_gap_pts", {})
+            lines += [
+                "",
+                "Perturbed copies of the held-out images (what another site's films could do; `cephspine.perturb`):",
+                "",
+                "| setting | MRE (mm) | SDR 2 mm | SCR accuracy | calibration gap (points) |",
+                "|---|---|---|---|---|",
+                f"| none | {m['mre_mm']:.3f} | {m['sdr_2mm_pct']:.2f} % | {m['scr_accuracy_mean_pct']:.1f} % "
+                f"| {gaps.get('none', float('nan')):.1f} |",
+            ] + [
+                f"| {k} | {v['mre_mm']:.3f} | {v['sdr_2mm_pct']:.2f} % | {v['scr_accuracy_mean_pct']:.1f} % "
+                f"| {v['calibration_gap_pts']:.1f} |"
+                for k, v in m["perturbed"].items()
+            ]
     if "confidence" in card:
         c = card["confidence"]
         lines += [
@@ -153,12 +195,20 @@ def render_model_card(card: dict[str, Any]) -> str:
             "## Confidence",
             "",
             f"`confidence` = {c['meaning']}; a logistic model on the refinement peak, the coarse peak and "
-            f"the coarse-to-refined shift, fitted on the held-out images. "
+            f"the coarse-to-refined shift"
+            + (", with one offset per landmark" if c.get("landmark_offsets") else "")
+            + f", fitted on {c.get('fitted_on', 'the held-out images')}. "
             + (
                 f"Cross-validated over images ({len(c['cv_reliability'])} bins shown): Brier score "
                 f"{c['cv_brier']:.3f} (a constant rate scores {c['cv_brier_constant_baseline']:.3f})."
                 if c.get("cv_brier") is not None
                 else "Not cross-validated (too few held-out images)."
+            )
+            + (
+                f" Largest gap between one landmark's mean confidence and its share within "
+                f"{c.get('radius_mm', 2):g} mm: {c['cv_max_landmark_gap_pts']:.1f} points."
+                if c.get("cv_max_landmark_gap_pts") is not None
+                else ""
             ),
             "",
             f"| confidence bin | landmarks | mean confidence | observed rate within {c.get('radius_mm', 2):g} mm |",
@@ -168,6 +218,8 @@ def render_model_card(card: dict[str, Any]) -> str:
             f"| {r['observed_rate']:.2f} |"
             for r in c["cv_reliability"]
         ]
+    if card.get("notes"):
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in card["notes"]]
     lines += [
         "",
         "## Intended use and licence",

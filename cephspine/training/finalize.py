@@ -290,3 +290,163 @@ def finalize_spine(
     write_model_dir(out, coarse, refine, card)
     log.info("spine val %s", {k: round(v, 3) for k, v in s.items()})
     return card
+
+
+PORION_NOTE = (
+    "Porion is anatomical porion, as annotated in ISBI 2015 (the top of the external auditory meatus). Films "
+    "annotated with machine porion (the top of the ear rod's ring) differ there by several millimetres, and so does "
+    "any measure through the Frankfort plane (porion-orbitale; of the eight ISBI measures, ODI and APDI)."
+)
+
+
+def finalize_ceph_cv(
+    runs: Path,
+    data: Path,
+    out: Path,
+    oof_file: Path,
+    version: str,
+    *,
+    template_id: str = "001",
+    facing_margin: float = 0.1,
+    card_extra: dict[str, Any] | None = None,
+    registration_check: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Package the model trained on all images (``runs/final*``) with everything fitted
+    and measured on out-of-fold predictions (``oof_file``, :mod:`cephspine.training.ceph_oof`).
+
+    - confidence: a calibrator fitted on all out-of-fold landmarks, unperturbed and
+      perturbed pooled; its reliability is reported from the nested fit (each fold scored
+      by a calibrator fitted on the other folds);
+    - facing: the mirror image runs only when the first coarse pass's mean peak is below
+      the highest mean peak any out-of-fold image reached *mirrored* plus ``facing_margin``;
+    - ``register="auto"``: below the lowest mean coarse peak of all out-of-fold predictions,
+      unperturbed and perturbed (card ``registration``), i.e. only on films less typical
+      than any film of the evaluation; ``registration_check``
+      (:func:`~cephspine.training.ceph_oof.registration_check`) records whether
+      registration helped the films below the unperturbed films' lowest peak;
+    - metrics: the cross-validation means (± s.d. over folds), per landmark, per measure,
+      and per perturbation.
+    """
+    from cephspine.training.ceph_oof import load_run, nested_confidence, summarize
+
+    oof = dict(np.load(oof_file))
+    settings = [k.split("/")[0] for k in oof if k.endswith("/errors_mm")]
+    summary = summarize(oof, settings)
+    conf = nested_confidence(oof, settings)
+    coarse, refine = load_run(runs, "final")
+    cfg = StageConfig()
+    feats = np.concatenate([oof[f"{s}/features"].reshape(-1, 3) for s in settings])
+    errs = np.concatenate([oof[f"{s}/errors_mm"].ravel() for s in settings])
+    cal = fit_calibrator(feats, errs, 2.0, n_landmarks=len(CEPH_LANDMARKS))
+    all_conf = np.concatenate([conf[s].ravel() for s in settings])
+    hit = errs <= 2.0
+    brier = float(np.mean((all_conf - hit) ** 2))
+    mirror_peaks = np.concatenate([oof[f"{s}/facing"][:, 1] for s in settings])
+    first_peaks = np.concatenate([oof[f"{s}/facing"][:, 0] for s in settings])
+    skip_at = float(np.nanmax(mirror_peaks) + facing_margin)
+    clean_peaks = oof["none/facing"][:, 0]
+    clean = summary["settings"]["none"]
+    infos = (
+        [json.loads(x) for x in (runs / "infos.jsonl").read_text().splitlines()]
+        if (runs / "infos.jsonl").exists()
+        else []
+    )
+    final_info = {i["stage"]: i for i in infos if i["run"] == "final"}
+    card: dict[str, Any] = {
+        "name": "ceph",
+        "version": version,
+        "anatomy": "ceph",
+        "landmarks": list(CEPH_LANDMARKS),
+        "config": cfg.to_dict(),
+        "architecture": (
+            "coarse: CBAM U-Net (local appearance) x 7-layer dilated global-context net, "
+            f"{cfg.coarse_mm:g} mm/px; refine: CBAM U-Net on {cfg.patch}x{cfg.patch} patches at {cfg.fine_mm:g} mm/px"
+        ),
+        "training_spacing_mm": ISBI_SPACING.row_mm,
+        "detect_facing": True,
+        "facing": {
+            "skip_mirror_at_mean_coarse_peak": skip_at,
+            "fitted_on": (
+                f"highest mean coarse peak of the mirrored image over {len(mirror_peaks)} out-of-fold predictions "
+                f"(unperturbed and perturbed) {np.nanmax(mirror_peaks):.3f}, plus {facing_margin:g}; "
+                f"{100 * np.mean(first_peaks >= skip_at):.1f} % of them skip the mirror pass"
+            ),
+        },
+        "citations": CITATIONS,
+        "license_note": "Research use only: trained on the ISBI 2015 challenge training images.",
+        "notes": [PORION_NOTE],
+    }
+    margin_mm = 25.0
+    template = make_template(data, template_id, cfg, margin_mm)
+    card["registration"] = {
+        "template_image": template_id,
+        "margin_mm": margin_mm,
+        "auto_below_mean_coarse_peak": float(first_peaks.min()),
+        "fitted_on": (
+            f"the lowest mean coarse peak of the {len(first_peaks)} out-of-fold predictions, unperturbed and "
+            f"perturbed; the unperturbed films' lowest is {clean_peaks.min():.3f}"
+        ),
+    }
+    if registration_check:
+        rc = registration_check
+        card["registration"]["check"] = rc
+        card["registration"]["fitted_on"] += (
+            f"; the {rc['n_films']} out-of-fold films below {rc['threshold']:.3f}, registered, scored MRE "
+            f"{rc['mre_registered_mm']:.3f} mm against {rc['mre_unregistered_mm']:.3f} mm unregistered"
+        )
+    card["confidence"] = cal.to_dict() | {
+        "meaning": "probability that the landmark is within 2 mm of the truth (mean of two doctors)",
+        "fitted_on": f"{len(errs)} out-of-fold landmarks ({len(settings)} settings: unperturbed and perturbed)",
+        "cv_brier": brier,
+        "cv_brier_constant_baseline": float(np.mean((hit.mean() - hit) ** 2)),
+        "cv_reliability": calibration_table(conf["none"].ravel(), oof["none/errors_mm"].ravel() <= 2.0),
+        "cv_gap_pts": {s: summary["settings"][s]["calibration_gap_pts"] for s in settings},
+        "cv_max_landmark_gap_pts": summary["settings"]["none"]["max_landmark_gap_pts"],
+    }
+    card["training"] = {
+        "protocol": (
+            f"{summary['folds']}-fold cross-validation over the {summary['n_images']} ISBI 2015 training images "
+            "(folds: numpy default_rng(2015).permutation, cut into fifths; cephspine.training.ceph_cv.cv_folds), "
+            "then the shipped model on all 150"
+        ),
+        "augmentation": "broad: " + json.dumps(asdict_broad()),
+        **{
+            f"{st}_final": f"{i['steps']} steps x batch {i['batch']} in {i['seconds']:.0f} s on {i['device']}"
+            for st, i in final_info.items()
+        },
+        **(card_extra or {}),
+    }
+    card["metrics"] = {
+        "data": f"ISBI 2015 training images 001-150, {summary['folds']}-fold cross-validation (out of fold)",
+        "truth": "mean of senior and junior doctors",
+        "register": "never (out-of-fold predictions)",
+        "n_images": summary["n_images"],
+        "mre_mm": clean["mre_mm"]["mean"],
+        "sd_mm": float(oof["none/errors_mm"].std()),
+        **{k: v["mean"] for k, v in clean.items() if k.startswith("sdr_")},
+        "fold_sd": {k: v["sd"] for k, v in clean.items() if k.startswith(("sdr_", "mre_"))},
+        "per_landmark_mre_mm": clean["per_landmark_mre_mm"],
+        "scr_accuracy_mean_pct": clean["scr_accuracy_mean_pct"],
+        "scr_balanced_mean_pct": clean["scr_balanced_mean_pct"],
+        "measures": clean["measures"],
+        "perturbed": {
+            s: {
+                "mre_mm": r["mre_mm"]["mean"],
+                "sdr_2mm_pct": r["sdr_2mm_pct"]["mean"],
+                "calibration_gap_pts": r["calibration_gap_pts"],
+                "scr_accuracy_mean_pct": r["scr_accuracy_mean_pct"],
+            }
+            for s, r in summary["settings"].items()
+            if s != "none"
+        },
+    }
+    write_model_dir(out, coarse, refine, card, template)
+    log.info("ceph %s packaged: CV MRE %.3f mm", version, clean["mre_mm"]["mean"])
+    return card
+
+
+def asdict_broad() -> dict[str, Any]:
+    """The broad augmentation's settings (for the card)."""
+    from cephspine.training.augment import BroadAugment
+
+    return dataclasses.asdict(BroadAugment())

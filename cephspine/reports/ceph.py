@@ -1,0 +1,170 @@
+"""The cephalogram parts of a one-image report: the measure lines and landmark labels on
+the image, their legend, and the measures table."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from reportlab.lib import colors
+from reportlab.lib.units import cm
+from reportlab.platypus import Flowable, Paragraph, Spacer, TableStyle
+
+from cephspine.analysis import Analysis
+from cephspine.anatomy import CEPH_ABBREVIATIONS, CEPH_LANDMARKS
+from cephspine.geometry.norms import CEPH_MEASURES, CEPH_NORMS
+from cephspine.reports._image import Mapping, dot_radius
+from cephspine.reports._labels import LabelPlacer
+from cephspine.reports._pdf import FLAG_BG, FRAME_WIDTH, Styles, esc, format_value, pdf_safe, table
+
+LANDMARK_LABEL_SIZE = 5.5
+"""Font size of the landmark abbreviations on the image, points."""
+
+LINE_LABEL_SIZE = 5.0
+"""Font size of the line names on the image, points."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    label: str
+    a: str
+    b: str
+    colour: str
+    description: str
+
+
+# The lines that define the ceph measures (domain.md §2), by landmark abbreviation.
+CEPH_LINES: tuple[Segment, ...] = (
+    Segment("S–N", "S", "N", "#00c8ff", "sella–nasion (SNA, SNB, ANB, FMA)"),
+    Segment("N–A", "N", "A", "#ffe14d", "nasion–A point (SNA, ANB)"),
+    Segment("N–B", "N", "B", "#ffa64d", "nasion–B point (SNB, ANB)"),
+    Segment("FH", "Po", "Or", "#ff4dd2", "Frankfort horizontal, porion–orbitale (ODI, APDI)"),
+    Segment("PP", "PNS", "ANS", "#b07cff", "palatal plane, PNS–ANS (ODI, APDI)"),
+    Segment("A–B", "A", "B", "#4dffb8", "A point–B point (ODI, APDI)"),
+    Segment("MP", "Go", "Me", "#7cff4d", "mandibular plane, gonion–menton (ODI)"),
+    Segment("Go–Gn", "Go", "Gn", "#4d94ff", "gonion–gnathion (FMA as in the challenge)"),
+    Segment("N–Pog", "N", "Pog", "#ff7070", "facial plane, nasion–pogonion (APDI)"),
+    Segment("S–Go", "S", "Go", "#c8c8c8", "posterior face height (FHI)"),
+    Segment("N–Me", "N", "Me", "#e8e8a0", "anterior face height (FHI)"),
+    Segment("MW", "UIT", "LIT", "#ff3030", "upper–lower incisor tips (MW)"),
+)
+"""Line label, end points (abbreviations), colour and description of each measure line drawn on a cephalogram."""
+
+
+def abbreviation(name: str) -> str:
+    return CEPH_ABBREVIATIONS[CEPH_LANDMARKS.index(name)] if name in CEPH_LANDMARKS else name
+
+
+def _points(a: Analysis) -> dict[str, npt.NDArray[np.float64]]:
+    """Abbreviation → pixel position of the finite landmarks of a ceph prediction."""
+    p = a.prediction
+    return {abbreviation(n): xy for n, xy in zip(p.names, p.xy_px) if np.all(np.isfinite(xy))}
+
+
+class CephOverlay:
+    """The measure lines, and the labels of the landmarks and lines, on a cephalogram."""
+
+    def draw_lines(self, canvas: Any, a: Analysis, to_pdf: Mapping) -> None:
+        pts = _points(a)
+        canvas.saveState()
+        canvas.setLineWidth(0.9)
+        for seg in CEPH_LINES:
+            if seg.a in pts and seg.b in pts:
+                canvas.setStrokeColor(colors.HexColor(seg.colour))
+                canvas.line(*to_pdf(*pts[seg.a]), *to_pdf(*pts[seg.b]))
+        canvas.restoreState()
+
+    def place_labels(self, a: Analysis, to_pdf: Mapping, placer: LabelPlacer) -> None:
+        """Landmark labels first, most crowded first, each pushed away from its neighbours;
+        then the line labels, shortest line first."""
+        pts = {k: to_pdf(*xy) for k, xy in _points(a).items()}
+        segments = [s for s in CEPH_LINES if s.a in pts and s.b in pts]
+        for seg in segments:
+            placer.add_line(pts[seg.a], pts[seg.b])
+        clearance = dot_radius(a) + 0.4
+        crowd: dict[str, tuple[int, float | None]] = {}
+        for name, (x, y) in pts.items():
+            near = [(u, v) for other, (u, v) in pts.items() if other != name and math.hypot(u - x, v - y) < 40.0]
+            away = None
+            if near:
+                cx, cy = sum(u for u, _ in near) / len(near), sum(v for _, v in near) / len(near)
+                if math.hypot(x - cx, y - cy) > 1e-6:
+                    away = math.atan2(y - cy, x - cx)
+            crowd[name] = (len(near), away)
+        for name in sorted(pts, key=lambda n: -crowd[n][0]):
+            x, y = pts[name]
+            placer.place_at_point(
+                pdf_safe(name),
+                x,
+                y,
+                size=LANDMARK_LABEL_SIZE,
+                colour=colors.white,
+                clearance=clearance,
+                prefer=crowd[name][1],
+            )
+        segments.sort(key=lambda s: math.dist(pts[s.a], pts[s.b]))
+        for seg in segments:
+            placer.place_on_segment(
+                pdf_safe(seg.label), pts[seg.a], pts[seg.b], size=LINE_LABEL_SIZE, colour=colors.HexColor(seg.colour)
+            )
+
+
+def lines_legend(st: Styles) -> list[Flowable]:
+    """One line per measure line: its colour, name and what it is."""
+    out: list[Flowable] = [Paragraph("<b>Lines on the image</b>", st.small)]
+    out += [
+        Paragraph(
+            f'<font color="{seg.colour}" size="10"><b>—</b></font> <b>{esc(seg.label)}</b> {esc(seg.description)}',
+            st.small,
+        )
+        for seg in CEPH_LINES
+    ]
+    return out
+
+
+def measures(a: Analysis, st: Styles) -> list[Flowable]:
+    """The measures table (value, normal range, type, classification, flag) and its note."""
+    if a.classification is None:
+        return [Paragraph("Measures not computed; see the warnings below.", st.body)]
+    head = ["Measure", "Description", "Value", "Normal range", "Type", "Classification", "Flag"]
+    rows: list[list[Any]] = [[Paragraph(f"<b>{h}</b>", st.cell) for h in head]]
+    flagged: list[int] = []
+    for m in CEPH_MEASURES:
+        norm = CEPH_NORMS[m]
+        e = a.classification.entries.get(m)
+        if e is None:
+            reason = "needs the pixel spacing" if m == "MW" and a.prediction.spacing is None else "see warnings"
+            value, kind, label, flag = "not computed", "—", reason, ""
+        else:
+            value, kind, label = format_value(e.value, e.unit), str(e.type), e.label
+            flag = ""
+            if e.value > e.normal_high:
+                flag = "above normal"
+            elif e.value < e.normal_low:
+                flag = "below normal"
+            if flag:
+                flagged.append(len(rows))
+        rows.append(
+            [
+                Paragraph(f"<b>{esc(m)}</b>", st.cell),
+                Paragraph(esc(norm.name), st.cell),
+                Paragraph(esc(value), st.cell),
+                Paragraph(esc(norm.normal_range), st.cell),
+                Paragraph(esc(kind), st.cell),
+                Paragraph(esc(label), st.cell),
+                Paragraph(f"<b>{esc(flag)}</b>" if flag else "", st.cell),
+            ]
+        )
+    widths = [1.55 * cm, 5.3 * cm, 1.8 * cm, 2.1 * cm, 0.9 * cm, 3.4 * cm]
+    widths.append(FRAME_WIDTH - sum(widths))
+    t = table(rows, widths)
+    t.setStyle(TableStyle([("BACKGROUND", (0, r), (-1, r), FLAG_BG) for r in flagged]))
+    note = Paragraph(
+        "Definitions and type numbers follow the ISBI 2015 challenge (type 1 = normal range). "
+        "Rows outside the normal range are shaded and flagged.",
+        st.small,
+    )
+    return [t, Spacer(1, 2), note]

@@ -1,0 +1,77 @@
+"""``cephspine cohort`` through the real entry point: the table it prints, and a re-run
+with other settings refused."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cephspine(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "cephspine", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def scans(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("cli") / "scans"
+    folder.mkdir()
+    for i in range(3):
+        pixels = np.random.default_rng(i).integers(0, 256, (300, 240), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"img{i}.png")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    return folder
+
+
+def test_without_out_the_table_is_printed(scans: Path, tiny_model_dir: Path) -> None:
+    run = _cephspine("cohort", str(scans), "-m", str(tiny_model_dir), "--spacing", "0.1", "--no-progress", cwd=scans)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0].split()[:4] == ["image", "status", "anb_deg", "snb_deg"] and "mean_confidence" in lines[0]
+    rows = {line.split()[0]: line.split() for line in lines[1:5]}
+    assert set(rows) == {"broken.jpg", "img0.png", "img1.png", "img2.png"}
+    assert rows["broken.jpg"][1:] == ["error"] and rows["img0.png"][1] == "ok"
+    assert len(rows["img0.png"]) == 2 + 8 + 1  # the 8 measures (MW with spacing) and the confidence
+    assert lines[5] == "4 images: 3 ok, 1 error(s)" and len(lines) == 6
+    # the error row as one line naming the file once, without the exception type
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [line for line in run.stderr.splitlines() if "broken.jpg" in line]
+    assert len(errors) == 1 and errors[0].startswith("error: broken.jpg: could not decode image data")
+    assert errors[0].count("broken.jpg") == 1 and "Error" not in errors[0]
+    assert not any(scans.parent.glob("*.csv")) and sorted(p.name for p in scans.iterdir())[0] == "broken.jpg"
+
+    as_csv = _cephspine("cohort", str(scans), "-m", str(tiny_model_dir), "--no-progress", "-f", "csv", cwd=scans)
+    df = pd.read_csv(io.StringIO(as_csv.stdout)).set_index("image")
+    assert len(df) == 4 and pd.isna(df.loc["broken.jpg", "anb_class"]) and df["mw_mm"].isna().all()
+
+
+def test_rerun_with_other_settings_is_refused(scans: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    first = _cephspine("cohort", str(scans), "-m", str(tiny_model_dir), "-o", "r.csv", "--no-progress", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.splitlines()[-2:] == ["4 images: 3 ok, 1 error(s)", "results in r.csv"]
+    table = (tmp_path / "r.csv").read_bytes()
+    again = _cephspine(
+        "cohort", str(scans), "-m", str(tiny_model_dir), "-o", "r.csv", "--spacing", "0.1", "--no-progress",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert again.returncode == 1 and again.stdout == ""
+    assert again.stderr.startswith("error: r.csv: its rows were made with other settings than this run: ")
+    assert "spacing: each file's own → 0.1 mm (this run)" in again.stderr
+    assert "delete r.csv and r.csv.settings.json, or write to another file" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1 and "Traceback" not in again.stderr
+    assert (tmp_path / "r.csv").read_bytes() == table
+
+    wrong = _cephspine("cohort", str(scans), "-m", str(tiny_model_dir), "-o", "r.xlsx", cwd=tmp_path)
+    assert wrong.returncode == 1 and "out must end in .csv or .parquet" in wrong.stderr
