@@ -201,7 +201,8 @@ def models() -> None:
     for name in available_models():
         card = read_card(resolve(name))
         m = card.get("metrics", {})
-        acc = f"val MRE {m['mre_mm']:.2f} mm, SDR 2 mm {m['sdr_2mm_pct']:.1f} %" if "mre_mm" in m else ""
+        where = "cross-validated" if "fold_sd" in m else "held-out"
+        acc = f"{where} MRE {m['mre_mm']:.2f} mm, SDR 2 mm {m['sdr_2mm_pct']:.1f} %" if "mre_mm" in m else ""
         if "cobb_smape_pct" in m:
             acc += f", Cobb SMAPE {m['cobb_smape_pct']:.1f} %"
         status = "\texperimental" if experimental_status(card) is not None else ""

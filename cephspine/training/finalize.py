@@ -83,20 +83,11 @@ def make_template(data: Path, image_id: str, cfg: StageConfig, margin_mm: float 
     return Template(img, mask)
 
 
-def finalize_ceph(
-    run: Path, data: Path, out: Path, val_ids: list[str], card_extra: dict[str, Any], template_id: str = "001"
-) -> dict[str, Any]:
-    """Evaluate ``run``'s final stages on ``val_ids``, calibrate, and write ``out``."""
-    from cephspine.detector import Detector
-    from cephspine.evaluation import evaluate_ceph
-
-    card_extra = dict(card_extra)
-    cfg = StageConfig.from_dict(json.loads((run / "config.json").read_text()))
-    coarse = torch.load(run / "coarse_final.pt", weights_only=True)
-    refine = torch.load(run / "refine_final.pt", weights_only=True)
-    card: dict[str, Any] = {
+def ceph_card(cfg: StageConfig, version: str) -> dict[str, Any]:
+    """The fields every ``ceph`` card starts with (identity, configuration, citations)."""
+    return {
         "name": "ceph",
-        "version": card_extra.pop("version", "0.1.0"),
+        "version": version,
         "anatomy": "ceph",
         "landmarks": list(CEPH_LANDMARKS),
         "config": cfg.to_dict(),
@@ -109,6 +100,20 @@ def finalize_ceph(
         "citations": CITATIONS,
         "license_note": "Research use only: trained on the ISBI 2015 challenge training images.",
     }
+
+
+def finalize_ceph(
+    run: Path, data: Path, out: Path, val_ids: list[str], card_extra: dict[str, Any], template_id: str = "001"
+) -> dict[str, Any]:
+    """Evaluate ``run``'s final stages on ``val_ids``, calibrate, and write ``out``."""
+    from cephspine.detector import Detector
+    from cephspine.evaluation import evaluate_ceph
+
+    card_extra = dict(card_extra)
+    cfg = StageConfig.from_dict(json.loads((run / "config.json").read_text()))
+    coarse = torch.load(run / "coarse_final.pt", weights_only=True)
+    refine = torch.load(run / "refine_final.pt", weights_only=True)
+    card = ceph_card(cfg, card_extra.pop("version", "0.1.0"))
     card.update(card_extra)
     margin_mm = 25.0
     template = make_template(data, template_id, cfg, margin_mm)
@@ -352,30 +357,16 @@ def finalize_ceph_cv(
         else []
     )
     final_info = {i["stage"]: i for i in infos if i["run"] == "final"}
-    card: dict[str, Any] = {
-        "name": "ceph",
-        "version": version,
-        "anatomy": "ceph",
-        "landmarks": list(CEPH_LANDMARKS),
-        "config": cfg.to_dict(),
-        "architecture": (
-            "coarse: CBAM U-Net (local appearance) x 7-layer dilated global-context net, "
-            f"{cfg.coarse_mm:g} mm/px; refine: CBAM U-Net on {cfg.patch}x{cfg.patch} patches at {cfg.fine_mm:g} mm/px"
+    card = ceph_card(cfg, version)
+    card["facing"] = {
+        "skip_mirror_at_mean_coarse_peak": skip_at,
+        "fitted_on": (
+            f"highest mean coarse peak of the mirrored image over {len(mirror_peaks)} out-of-fold predictions "
+            f"(unperturbed and perturbed) {np.nanmax(mirror_peaks):.3f}, plus {facing_margin:g}; "
+            f"{100 * np.mean(first_peaks >= skip_at):.1f} % of them skip the mirror pass"
         ),
-        "training_spacing_mm": ISBI_SPACING.row_mm,
-        "detect_facing": True,
-        "facing": {
-            "skip_mirror_at_mean_coarse_peak": skip_at,
-            "fitted_on": (
-                f"highest mean coarse peak of the mirrored image over {len(mirror_peaks)} out-of-fold predictions "
-                f"(unperturbed and perturbed) {np.nanmax(mirror_peaks):.3f}, plus {facing_margin:g}; "
-                f"{100 * np.mean(first_peaks >= skip_at):.1f} % of them skip the mirror pass"
-            ),
-        },
-        "citations": CITATIONS,
-        "license_note": "Research use only: trained on the ISBI 2015 challenge training images.",
-        "notes": [PORION_NOTE],
     }
+    card["notes"] = [PORION_NOTE]
     margin_mm = 25.0
     template = make_template(data, template_id, cfg, margin_mm)
     card["registration"] = {
