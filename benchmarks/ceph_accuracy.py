@@ -1,5 +1,6 @@
-"""Accuracy of the shipped ceph model on held-out ISBI training images (121–150 by
-default, never used for training), with and without template registration, on the
+"""Accuracy of a ceph model on ISBI training images (121–150 by default: held out by
+``cephspine train ceph``'s split; the shipped model was trained on all 150, so give
+``--model`` a model trained without them), with and without template registration, on the
 original images and on copies with a simulated pose/scanner change.
 
     python benchmarks/ceph_accuracy.py --data ../shared/data/isbi2015 [--ids 121-150]

@@ -8,8 +8,13 @@ Tables from the out-of-fold predictions of ``python -m cephspine.training.ceph_o
 Any packaged model on chosen images under the same settings (e.g. an earlier model on the
 images it was never trained on), for a comparison on the same images:
 
-    python benchmarks/ceph_cv.py model --model ceph --ids 121-150 --out runs/base.npz
+    python benchmarks/ceph_cv.py model --model runs/ceph_v010 --ids 121-150 --out runs/base.npz
     python benchmarks/ceph_cv.py compare runs/ceph_cv/oof.npz runs/base.npz
+
+(the shipped model was trained on all 150 images: compare models that never saw the
+images), and the unperturbed out-of-fold landmarks for ``benchmarks/measure_accuracy.py``:
+
+    python benchmarks/ceph_cv.py export-xy runs/ceph_cv/oof.npz oof_none_xy.npz
 
 Mean ± s.d. over folds for the cross-validated numbers; the calibration gap is
 |mean confidence − share within 2 mm| with each fold's confidence from a calibrator
@@ -123,11 +128,14 @@ def main() -> None:
     s = sub.add_parser("summary")
     s.add_argument("oof", type=Path)
     m = sub.add_parser("model")
-    m.add_argument("--model", default="ceph")
+    m.add_argument("--model", required=True, help="a model directory that never trained on --ids")
     m.add_argument("--ids", default="121-150", help="e.g. 121-150 or 1,5,9-12")
     m.add_argument("--data", type=Path, default=Path("../shared/data/isbi2015"))
     m.add_argument("--out", type=Path, required=True)
     m.add_argument("--settings", default=",".join(SETTINGS))
+    x = sub.add_parser("export-xy", help="unperturbed out-of-fold landmarks as an NPZ of ids and xy_px")
+    x.add_argument("oof", type=Path)
+    x.add_argument("out", type=Path)
     c = sub.add_parser("compare")
     c.add_argument("cv", type=Path)
     c.add_argument("other", type=Path)
@@ -135,6 +143,9 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     if args.cmd == "summary":
         summary(args.oof)
+    elif args.cmd == "export-xy":
+        oof = np.load(args.oof)
+        np.savez(args.out, ids=oof["ids"], xy_px=oof["none/xy"])
     elif args.cmd == "model":
         model(args.model, _ids(args.ids), args.data, args.out, args.settings.split(","))
     else:

@@ -53,7 +53,7 @@ ANATOMIES: Final[dict[str, tuple[str, ...]]] = {
 
 
 MEAN_SHAPES: Final[dict[str, tuple[tuple[float, float], ...]]] = {
-    # ISBI 2015 training images 001-120 (mean of the two doctors): the ceph model's training set
+    # ISBI 2015 training images 001-120 (mean of the two doctors)
     "ceph": (
         (-0.1901, -0.3052), (0.1157, -0.3084), (0.0437, -0.1860), (-0.3077, -0.2269),
         (0.0818, -0.0278), (0.0472, 0.1455), (0.0370, 0.2118), (0.0023, 0.2388),

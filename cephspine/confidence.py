@@ -1,6 +1,8 @@
-"""Per-landmark confidence: a logistic model on heatmap features, calibrated on held-out
-images to the probability that a landmark lies within a radius (2 mm for ``ceph``) of the
-truth. Pure numpy/scipy; coefficients travel in the model card."""
+"""Per-landmark confidence: a logistic model on heatmap features (optionally with one offset
+per landmark), calibrated on images the networks did not train on (out-of-fold predictions
+for ``ceph``, held-out images for ``spine``) to the probability that a landmark lies within
+a radius (2 mm for ``ceph``) of the truth. Pure numpy/scipy; coefficients travel in the
+model card."""
 
 from __future__ import annotations
 
@@ -37,7 +39,9 @@ class Calibrator:
         if self.landmark_offsets is not None:
             n = len(self.landmark_offsets)
             if len(z) % n:
-                raise ValueError(f"{len(z)} feature rows are not whole images of {n} landmarks")
+                from cephspine.errors import InvalidArgumentError
+
+                raise InvalidArgumentError(f"{len(z)} feature rows are not whole images of {n} landmarks")
             z = z + np.tile(np.asarray(self.landmark_offsets), len(z) // n)
         return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
 

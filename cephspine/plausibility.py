@@ -31,8 +31,9 @@ LOW_CONFIDENCE: Final = 0.3
 
 WRONG_ANATOMY_THRESHOLDS: Final[dict[str, float]] = {"ceph": 0.45, "spine": 0.88}
 """Score from which an image is reported as not of the anatomy: about half-way between the
-scores the shipped models gave on held-out images of the right kind (ceph at most 0.13,
-spine at most 0.65) and on images of the other kind (at least 0.74 and 1.10)."""
+scores the models gave on images of the right kind they did not train on (ceph 0.2.0 out of
+fold at most 0.17, spine at most 0.65) and on images of the other kind (at least 0.63 and
+1.10)."""
 
 ANATOMY_DESCRIPTIONS: Final[dict[str, str]] = {
     "ceph": "a lateral cephalogram",

@@ -17,7 +17,7 @@ from cephspine.errors import LandmarkError, WrongAnatomyWarning
 from cephspine.plausibility import WRONG_ANATOMY_THRESHOLDS, check_anatomy, shape_distance
 
 SPINE_FILM = "sunhl-1th-06-Jan-2017-177_B_AP.jpg"  # AASCE, held out from the spine model's training
-CEPHALOGRAM = "121.jpg"  # an ISBI 2015 image (held out from the ceph model's training)
+CEPHALOGRAM = "121.jpg"  # an ISBI 2015 image
 
 
 def _rotate(xy: np.ndarray, deg: float) -> np.ndarray:

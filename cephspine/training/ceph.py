@@ -494,7 +494,7 @@ def train_refine(
 
 
 def split_ids(n_val: int = 30) -> tuple[list[str], list[str]]:
-    """The fixed split used for the shipped model: 001–120 train, 121–150 validation."""
+    """The fixed split of the CPU recipe (``ceph`` 0.1.0): 001–120 train, 121–150 validation."""
     ids = [f"{i:03d}" for i in range(1, 151)]
     return ids[: 150 - n_val], ids[150 - n_val :]
 
@@ -550,13 +550,15 @@ def train_ceph(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Stage-by-stage entry point; the shipped ``ceph`` 0.1.0 was made with::
+    """Stage-by-stage entry point of the CPU recipe; ``ceph`` 0.1.0 was made with::
 
         python -m cephspine.training.ceph coarse --data DATA --out runs/ceph --threads 1 &
         python -m cephspine.training.ceph refine --data DATA --out runs/ceph --threads 1 &
         wait
         python -m cephspine.training.ceph finalize --data DATA --out runs/ceph \\
-            --model-out cephspine/weights/ceph --info training_info.json
+            --model-out runs/ceph/model --info training_info.json
+
+    (the shipped ``ceph`` 0.2.0 comes from :mod:`cephspine.training.ceph_cv`)
 
     (``all`` runs the same three steps one after the other.)
     """

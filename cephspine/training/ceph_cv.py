@@ -248,25 +248,52 @@ def prepare_cache(data: Path, cache_file: Path, ids: list[str], cfg: StageConfig
     return build_cache(data, ids, cfg or StageConfig(), cache_file)
 
 
-def pack(out: Path, runs: list[str], infos: list[dict[str, Any]], ids: list[str]) -> None:
-    """Gather each run's two stages into ``out/{run}.pt`` (fp16) and delete the parts."""
+def _half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def pack(out: Path, runs: list[str], infos: list[dict[str, Any]], ids: list[str]) -> list[str]:
+    """Gather each run's two stages into ``out/{run}.pt`` (fp16) and delete the parts.
+
+    A stage without a new part (``{run}_{stage}.pt``) is taken from an existing
+    ``{run}.pt``, so one stage can be trained again; a run with a stage in neither place is
+    left unpacked. Returns the runs packed."""
+    packed = []
     for run in runs:
-        parts = {s: torch.load(out / f"{run}_{s}.pt", weights_only=True) for s in ("coarse", "refine")}
+        old = torch.load(out / f"{run}.pt", weights_only=False) if (out / f"{run}.pt").exists() else {}
+        parts: dict[str, dict[str, torch.Tensor]] = {}
+        for s in ("coarse", "refine"):
+            if (out / f"{run}_{s}.pt").exists():
+                parts[s] = torch.load(out / f"{run}_{s}.pt", weights_only=True)
+            elif s in old:
+                parts[s] = old[s]
+        if len(parts) < 2:
+            log.warning(
+                "%s: %s missing, not packed", run, " and ".join(s for s in ("coarse", "refine") if s not in parts)
+            )
+            continue
         tr, held = run_ids(run, ids)
+        kept = [
+            i
+            for i in old.get("info", [])
+            if i.get("stage") not in {x.get("stage") for x in infos if x.get("run") == run}
+        ]
         torch.save(
             {
-                "coarse": {k: v.half() if v.is_floating_point() else v for k, v in parts["coarse"].items()},
-                "refine": {k: v.half() if v.is_floating_point() else v for k, v in parts["refine"].items()},
+                "coarse": _half(parts["coarse"]),
+                "refine": _half(parts["refine"]),
                 "train_ids": tr,
                 "held_out_ids": held,
-                "info": [i for i in infos if i.get("run") == run],
+                "info": kept + [i for i in infos if i.get("run") == run],
                 "augment": asdict(BroadAugment()),
                 "config": StageConfig().to_dict(),
             },
             out / f"{run}.pt",
         )
         for s in ("coarse", "refine"):
-            (out / f"{run}_{s}.pt").unlink()
+            (out / f"{run}_{s}.pt").unlink(missing_ok=True)
+        packed.append(run)
+    return packed
 
 
 def train_all(
@@ -282,7 +309,7 @@ def train_all(
     same time (one torch thread each), then pack the weights."""
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    cache_file = Path(os.environ.get("TMPDIR", "/tmp")) / "cephspine_cv_cache.pt"
+    cache_file = Path(os.environ.get("TMPDIR", "/tmp")) / f"cephspine_cv_cache_{os.getpid()}.pt"
     ids = ids or ALL_IDS
     prepare_cache(data, cache_file, ids)
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
@@ -295,11 +322,12 @@ def train_all(
             cmd += ["--cache", str(cache_file), "--out", str(out), "--budget-s", str(budget_s), "--device", device]
             procs.append(subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}))
     codes = [p.wait() for p in procs]
+    cache_file.unlink(missing_ok=True)
     if any(codes):
         raise SystemExit(f"workers failed: exit codes {codes}")
-    infos = [json.loads(line) for line in (out / "infos.jsonl").read_text().splitlines()]
+    lines = (out / "infos.jsonl").read_text().splitlines()
+    infos = [i for i in map(json.loads, lines) if i["run"] in runs and i["stage"] in stages][-len(procs) :]
     pack(out, runs, infos, ids)
-    (out / "infos.jsonl").unlink()
     log.info("all runs done in %.0fs: %s", time.time() - t0, json.dumps(infos))
 
 
@@ -314,7 +342,9 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--budget-s", type=float, default=270.0, help="wall-clock seconds per stage")
     t.add_argument("--runs", default="fold0,fold1,fold2,fold3,fold4,final")
     t.add_argument("--device", default="auto")
-    t.add_argument("--stages", default="coarse,refine", help="stages to train (a stage already in OUT is kept)")
+    t.add_argument(
+        "--stages", default="coarse,refine", help="stages to train (the other stage is taken from OUT/RUN.pt)"
+    )
     t.add_argument("--n-images", type=int, default=150, help="the first N images only (tests)")
     pk = sub.add_parser("package", help="the final model with out-of-fold calibration, thresholds and metrics")
     pk.add_argument("--runs", type=Path, required=True, help="folder with the trained runs (final*)")

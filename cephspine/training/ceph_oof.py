@@ -24,7 +24,7 @@ import torch
 from cephspine.anatomy import CEPH_LANDMARKS
 from cephspine.perturb import PERTURBATIONS, perturb
 from cephspine.pipeline import StageConfig
-from cephspine.training.ceph_cv import ALL_IDS, cv_folds
+from cephspine.training.ceph_cv import ALL_IDS, cv_folds, run_ids
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +46,12 @@ def load_run(runs: Path, run: str) -> tuple[dict[str, torch.Tensor], dict[str, t
     )  # type: ignore[return-value]
 
 
-def fold_detector(runs: Path, run: str, data: Path, folder: Path, card_extra: dict[str, Any] | None = None) -> Any:
-    """A detector of ``run``'s weights without calibration (confidence = refine peak) or
-    registration, for out-of-fold predictions; written to ``folder``."""
+def fold_detector(
+    runs: Path, run: str, folder: Path, card_extra: dict[str, Any] | None = None, template: Any = None
+) -> Any:
+    """A detector of ``run``'s weights without calibration (confidence = refine peak) and,
+    without ``template``, without registration, for out-of-fold predictions; written to
+    ``folder``."""
     from cephspine.detector import Detector
     from cephspine.training.export import write_model_dir
 
@@ -65,8 +68,8 @@ def fold_detector(runs: Path, run: str, data: Path, folder: Path, card_extra: di
         "detect_facing": True,
         **(card_extra or {}),
     }
-    write_model_dir(folder, coarse, refine, card)
-    return Detector.from_pretrained(folder, device="cpu", register="never")
+    write_model_dir(folder, coarse, refine, card, template)
+    return Detector.from_pretrained(folder, device="cpu", register="never" if template is None else "always")
 
 
 def predict_setting(det: Any, data: Path, ids: Sequence[str], setting: str) -> dict[str, np.ndarray]:
@@ -110,9 +113,9 @@ def evaluate_folds(
     """Predict every image with its out-of-fold model under every setting; stores and
     returns arrays keyed ``"{setting}/{field}"`` plus ``"ids"`` and ``"fold"``."""
     ids = ids or ALL_IDS
-    folds = cv_folds(ALL_IDS)
-    fold_of = {i: k for k, f in enumerate(folds) for i in f}
     ids = [i for i in ALL_IDS if i in set(ids)]
+    folds = cv_folds(ids)  # the folds the runs were trained with (ceph_cv.run_ids on the same ids)
+    fold_of = {i: k for k, f in enumerate(folds) for i in f}
     result: dict[str, np.ndarray] = {"ids": np.array(ids), "fold": np.array([fold_of[i] for i in ids])}
     parts: dict[str, dict[str, list[np.ndarray]]] = {s: {} for s in settings}
     order: list[str] = []
@@ -121,7 +124,7 @@ def evaluate_folds(
             held = [i for i in ids if fold_of[i] == k]
             if not held:
                 continue
-            det = fold_detector(runs, f"fold{k}", data, Path(tmp) / f"fold{k}")
+            det = fold_detector(runs, f"fold{k}", Path(tmp) / f"fold{k}")
             order += held
             for s in settings:
                 t = time.time()
@@ -144,28 +147,6 @@ def evaluate_folds(
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, **result)  # type: ignore[arg-type]
     return result
-
-
-def main(argv: list[str] | None = None) -> None:
-    import argparse
-
-    ap = argparse.ArgumentParser(description="out-of-fold predictions of the cross-validated ceph models")
-    ap.add_argument("--runs", type=Path, required=True, help="folder with fold0..fold4 weights")
-    ap.add_argument("--data", type=Path, required=True)
-    ap.add_argument("--out", type=Path, required=True, help=".npz file")
-    ap.add_argument("--settings", default=",".join(SETTINGS))
-    ap.add_argument("--n-images", type=int, default=150, help="the first N images only (tests)")
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    t0 = time.time()
-    evaluate_folds(args.runs, args.data, args.out, args.settings.split(","), ALL_IDS[: args.n_images])
-    log.info("done in %.0fs: %s", time.time() - t0, json.dumps(str(args.out)))
-
-
-if __name__ == "__main__":
-    main()
 
 
 def class_balanced_accuracy(pred: np.ndarray, true: np.ndarray) -> float:
@@ -253,24 +234,18 @@ def registration_check(runs: Path, data: Path, oof: dict[str, np.ndarray], thres
     """Out-of-fold films (every setting) whose mean coarse peak is below ``threshold``,
     predicted again with ``register="always"`` by their fold model (template: the fold's
     first training image): how many there are and their MRE without and with registration."""
-    from cephspine.detector import Detector
     from cephspine.training.finalize import make_template
 
     settings = [k.split("/")[0] for k in oof if k.endswith("/errors_mm")]
     cases = [(s, j) for s in settings for j in np.flatnonzero(oof[f"{s}/facing"][:, 0] < threshold)]
     before, after, used = [], [], 0
+    ids = [str(i) for i in oof["ids"]]
     with tempfile.TemporaryDirectory() as tmp:
         for k in sorted({int(oof["fold"][j]) for _, j in cases}):
-            train = [i for i in ALL_IDS if i not in set(cv_folds(ALL_IDS)[k])]
-            folder = Path(tmp) / f"fold{k}"
+            train, _ = run_ids(f"fold{k}", ids)
             reg = {"template_image": train[0], "margin_mm": 25.0, "auto_below_mean_coarse_peak": 0.0}
-            fold_detector(runs, f"fold{k}", data, folder, {"registration": reg})
-            from cephspine.training.export import write_model_dir
-
-            coarse, refine = load_run(runs, f"fold{k}")
-            card = json.loads((folder / "card.json").read_text())
-            write_model_dir(folder, coarse, refine, card, make_template(data, train[0], StageConfig()))
-            det = Detector.from_pretrained(folder, device="cpu", register="always")
+            template = make_template(data, train[0], StageConfig())
+            det = fold_detector(runs, f"fold{k}", Path(tmp) / f"fold{k}", {"registration": reg}, template)
             for s, j in cases:
                 if int(oof["fold"][j]) != k:
                     continue
@@ -284,3 +259,39 @@ def registration_check(runs: Path, data: Path, oof: dict[str, np.ndarray], thres
         "mre_unregistered_mm": float(np.mean(before)) if before else None,
         "mre_registered_mm": float(np.mean(after)) if after else None,
     }
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="out-of-fold predictions of the cross-validated ceph models")
+    ap.add_argument("--runs", type=Path, required=True, help="folder with fold0..fold4 weights")
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True, help=".npz file")
+    ap.add_argument("--settings", default=",".join(SETTINGS))
+    ap.add_argument("--n-images", type=int, default=150, help="the first N images only (tests)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--registration-check",
+        type=Path,
+        default=None,
+        help="also write JSON: the films below the unperturbed films' lowest mean coarse peak, registered vs not",
+    )
+    ap.add_argument("--skip-predict", action="store_true", help="reuse the predictions already in OUT")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    t0 = time.time()
+    if args.skip_predict:
+        oof = dict(np.load(args.out))
+    else:
+        oof = evaluate_folds(args.runs, args.data, args.out, args.settings.split(","), ALL_IDS[: args.n_images])
+    if args.registration_check:
+        threshold = float(oof["none/facing"][:, 0].min())
+        check = registration_check(args.runs, args.data, oof, threshold)
+        args.registration_check.write_text(json.dumps(check, indent=1) + "\n")
+    log.info("done in %.0fs: %s", time.time() - t0, json.dumps(str(args.out)))
+
+
+if __name__ == "__main__":
+    main()

@@ -140,7 +140,7 @@ def render_model_card(card: dict[str, Any]) -> str:
         cv_sd = m.get("fold_sd", {})
         if cv_sd:  # cross-validated: mean ± s.d. over folds
             columns = [
-                (h, v + (f" ± {cv_sd[k]:.2f}" if k in cv_sd else ""))
+                (h, v + (f" ± {cv_sd[k]:.3f}" if k == "mre_mm" else f" ± {cv_sd[k]:.2f}" if k in cv_sd else ""))
                 for (h, v), k in zip(columns, ["mre_mm", "sd_mm", *[k for _, k in sdr]])
             ]
         lines += [
@@ -177,7 +177,9 @@ def render_model_card(card: dict[str, Any]) -> str:
             gaps = card.get("confidence", {}).get("cv_gap_pts", {})
             lines += [
                 "",
-                "Perturbed copies of the held-out images (what another site's films could do; `cephspine.perturb`):",
+                "Perturbed copies of the held-out images (`cephspine.perturb`): kinds of change other sites' "
+                "films show, of the same kinds as the training augmentation, so this measures robustness to "
+                "them, not accuracy at another site:",
                 "",
                 "| setting | MRE (mm) | SDR 2 mm | SCR accuracy | calibration gap (points) |",
                 "|---|---|---|---|---|",

@@ -1,5 +1,6 @@
-"""Turn trained stages into a shippable model directory: evaluate on the held-out images,
-calibrate the confidence with cross-validation over images, and write the card."""
+"""Turn trained stages into a shippable model directory: evaluate on images the networks did
+not train on (a held-out split, or out-of-fold predictions of a cross-validation), calibrate
+the confidence there, and write the card."""
 
 from __future__ import annotations
 
@@ -351,19 +352,15 @@ def finalize_ceph_cv(
     skip_at = float(np.nanmax(mirror_peaks) + facing_margin)
     clean_peaks = oof["none/facing"][:, 0]
     clean = summary["settings"]["none"]
-    infos = (
-        [json.loads(x) for x in (runs / "infos.jsonl").read_text().splitlines()]
-        if (runs / "infos.jsonl").exists()
-        else []
-    )
-    final_info = {i["stage"]: i for i in infos if i["run"] == "final"}
+    final_info = _run_info(runs, "final")
     card = ceph_card(cfg, version)
     card["facing"] = {
         "skip_mirror_at_mean_coarse_peak": skip_at,
         "fitted_on": (
             f"highest mean coarse peak of the mirrored image over {len(mirror_peaks)} out-of-fold predictions "
             f"(unperturbed and perturbed) {np.nanmax(mirror_peaks):.3f}, plus {facing_margin:g}; "
-            f"{100 * np.mean(first_peaks >= skip_at):.1f} % of them skip the mirror pass"
+            f"{100 * np.mean(first_peaks >= skip_at):.1f} % of them skip the mirror pass; peaks of the fold "
+            "models, applied to the final model"
         ),
     }
     card["notes"] = [PORION_NOTE]
@@ -374,8 +371,8 @@ def finalize_ceph_cv(
         "margin_mm": margin_mm,
         "auto_below_mean_coarse_peak": float(first_peaks.min()),
         "fitted_on": (
-            f"the lowest mean coarse peak of the {len(first_peaks)} out-of-fold predictions, unperturbed and "
-            f"perturbed; the unperturbed films' lowest is {clean_peaks.min():.3f}"
+            f"the lowest mean coarse peak of the {len(first_peaks)} out-of-fold predictions (fold models), "
+            f"unperturbed and perturbed; the unperturbed films' lowest is {clean_peaks.min():.3f}"
         ),
     }
     if registration_check:
@@ -434,6 +431,19 @@ def finalize_ceph_cv(
     write_model_dir(out, coarse, refine, card, template)
     log.info("ceph %s packaged: CV MRE %.3f mm", version, clean["mre_mm"]["mean"])
     return card
+
+
+def _run_info(runs: Path, run: str) -> dict[str, dict[str, Any]]:
+    """What each stage of ``run`` ran (steps, seconds, device), by stage: from the packed
+    ``{run}.pt`` or, for unpacked runs, the last entries of ``infos.jsonl``."""
+    packed = runs / f"{run}.pt"
+    if packed.exists():
+        infos = torch.load(packed, weights_only=False).get("info", [])
+    elif (runs / "infos.jsonl").exists():
+        infos = [json.loads(x) for x in (runs / "infos.jsonl").read_text().splitlines()]
+    else:
+        infos = []
+    return {i["stage"]: i for i in infos if i.get("run") == run}
 
 
 def asdict_broad() -> dict[str, Any]:

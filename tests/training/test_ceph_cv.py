@@ -222,3 +222,49 @@ def test_package_fits_everything_on_out_of_fold_predictions(tmp_path, shared_dat
     det = Detector.from_pretrained(tmp_path / "model", device="cpu")
     assert det.facing_clear_peak == card["facing"]["skip_mirror_at_mean_coarse_peak"]
     assert det.calibrator is not None and det.calibrator.landmark_offsets is not None
+
+
+@pytest.mark.shared_data
+def test_out_of_fold_predictions_use_the_folds_the_runs_were_trained_with(tmp_path, shared_data) -> None:  # noqa: ANN001
+    """10 images, 5 folds of 2: each image is predicted by the one fold model that held it
+    out (here random weights: the bookkeeping is under test, not the accuracy)."""
+    from cephspine.training import ceph_oof
+
+    cfg = StageConfig()
+    ids = ceph_cv.ALL_IDS[:10]
+    torch.manual_seed(0)
+    state = {"coarse": cfg.build_coarse().state_dict(), "refine": cfg.build_refine().state_dict()}
+    for k in range(5):
+        for s in ("coarse", "refine"):
+            torch.save(state[s], tmp_path / f"fold{k}_{s}.pt")
+    out = tmp_path / "oof.npz"
+    oof = ceph_oof.evaluate_folds(tmp_path, shared_data / "isbi2015", out, ["none", "pose"], ids)
+    assert list(oof["ids"]) == ids
+    for i, k in zip(oof["ids"], oof["fold"]):
+        assert i in ceph_cv.run_ids(f"fold{k}", ids)[1]  # held out by the fold that predicted it
+    for s in ("none", "pose"):
+        assert oof[f"{s}/xy"].shape == (10, N, 2) and oof[f"{s}/features"].shape == (10, N, 3)
+        assert oof[f"{s}/facing"].shape == (10, 2) and np.isfinite(oof[f"{s}/errors_mm"]).all()
+    assert not np.allclose(oof["none/truth"], oof["pose/truth"])  # pose moved the landmarks
+    np.testing.assert_array_equal(np.load(out)["none/xy"], oof["none/xy"])
+
+
+def test_pack_keeps_the_other_stage_when_one_is_trained_again(tmp_path) -> None:  # noqa: ANN001
+    cfg = StageConfig()
+    torch.manual_seed(0)
+    coarse, refine = cfg.build_coarse().state_dict(), cfg.build_refine().state_dict()
+    torch.save(coarse, tmp_path / "final_coarse.pt")
+    torch.save(refine, tmp_path / "final_refine.pt")
+    first = [{"run": "final", "stage": "coarse", "steps": 3}, {"run": "final", "stage": "refine", "steps": 4}]
+    assert ceph_cv.pack(tmp_path, ["final"], first, ceph_cv.ALL_IDS) == ["final"]
+    new_refine = {k: torch.zeros_like(v) if v.is_floating_point() else v for k, v in refine.items()}
+    torch.save(new_refine, tmp_path / "final_refine.pt")
+    again = [{"run": "final", "stage": "refine", "steps": 9}]
+    assert ceph_cv.pack(tmp_path, ["final"], again, ceph_cv.ALL_IDS) == ["final"]
+    packed = torch.load(tmp_path / "final.pt", weights_only=False)
+    key = next(k for k, v in coarse.items() if v.is_floating_point())
+    torch.testing.assert_close(packed["coarse"][key], coarse[key].half())
+    assert all(not v.any() for v in packed["refine"].values() if v.is_floating_point())
+    assert sorted((i["stage"], i["steps"]) for i in packed["info"]) == [("coarse", 3), ("refine", 9)]
+    torch.save(new_refine, tmp_path / "fold0_refine.pt")  # a run with one stage only: not packed
+    assert ceph_cv.pack(tmp_path, ["fold0"], again, ceph_cv.ALL_IDS) == []
