@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -186,6 +187,9 @@ class RayScheduler:
     """
 
     PROBES = 10
+    PROBE_PAUSE_S = 0.2
+    """Pause before asking a failed actor again, doubling with each try up to 2 s (an actor
+    that is restarting answers "unavailable" at once)."""
 
     def __init__(
         self,
@@ -251,7 +255,8 @@ class RayScheduler:
                         if isinstance(exc, died) or tries + 1 >= self.PROBES:
                             self.dead.add(i)
                             log.warning("Ray actor %d of %d is gone (%s)", i + 1, n, _describe(exc))
-                        else:
+                        else:  # e.g. still restarting: ask again after a pause
+                            time.sleep(min(2.0, self.PROBE_PAUSE_S * 2**tries))
                             probe(i, tries + 1)
                     continue
                 task, i = running.pop(ref)

@@ -247,6 +247,10 @@ def test_out_of_fold_predictions_use_the_folds_the_runs_were_trained_with(tmp_pa
         assert oof[f"{s}/facing"].shape == (10, 2) and np.isfinite(oof[f"{s}/errors_mm"]).all()
     assert not np.allclose(oof["none/truth"], oof["pose/truth"])  # pose moved the landmarks
     np.testing.assert_array_equal(np.load(out)["none/xy"], oof["none/xy"])
+    peaks = oof["none/facing"][:, 0]
+    check = ceph_oof.registration_check(tmp_path, shared_data / "isbi2015", oof, float(np.sort(peaks)[0]) + 1e-9)
+    assert check["n_films"] == 1 + int(np.sum(oof["pose/facing"][:, 0] <= np.sort(peaks)[0]))
+    assert np.isfinite(check["mre_registered_mm"]) and np.isfinite(check["mre_unregistered_mm"])
 
 
 def test_pack_keeps_the_other_stage_when_one_is_trained_again(tmp_path) -> None:  # noqa: ANN001
