@@ -295,3 +295,19 @@ def build_pdf(fh: BinaryIO, story: list[Flowable], *, title: str, footer: str) -
     )
     page = _footer(footer)
     doc.build(story, onFirstPage=page, onLaterPages=page)
+
+
+def layout_style(
+    valign: str = "TOP", *, left: float = 0, right: float | None = 0, top: float = 0, bottom: float = 0
+) -> TableStyle:
+    """Style of a table used for layout only (no lines): alignment and cell paddings
+    (``right=None`` keeps reportlab's default right padding)."""
+    cmds: list[tuple[Any, ...]] = [
+        ("VALIGN", (0, 0), (-1, -1), valign),
+        ("LEFTPADDING", (0, 0), (-1, -1), left),
+        ("TOPPADDING", (0, 0), (-1, -1), top),
+        ("BOTTOMPADDING", (0, 0), (-1, -1), bottom),
+    ]
+    if right is not None:
+        cmds.append(("RIGHTPADDING", (0, 0), (-1, -1), right))
+    return TableStyle(cmds)

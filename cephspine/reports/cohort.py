@@ -33,6 +33,7 @@ from cephspine.reports._pdf import (
     format_value,
     height_of,
     keeps_with_next,
+    layout_style,
     now,
     pdf_safe,
     plural,
@@ -198,17 +199,7 @@ def _grid(drawings: list[Drawing], columns: int) -> Table:
     if rows:
         rows[-1] += [""] * (columns - len(rows[-1]))
     t = Table(rows, colWidths=[FRAME_WIDTH / columns] * columns)
-    t.setStyle(
-        TableStyle(
-            [
-                ("VALIGN", (0, 0), (-1, -1), "TOP"),
-                ("LEFTPADDING", (0, 0), (-1, -1), 0),
-                ("RIGHTPADDING", (0, 0), (-1, -1), 0),
-                ("TOPPADDING", (0, 0), (-1, -1), 1),
-                ("BOTTOMPADDING", (0, 0), (-1, -1), 3),
-            ]
-        )
-    )
+    t.setStyle(layout_style(top=1, bottom=3))
     t.hAlign = "LEFT"
     return t
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 from reportlab.lib.units import cm
-from reportlab.platypus import Flowable, Paragraph, Spacer, Table, TableStyle
+from reportlab.platypus import Flowable, Paragraph, Spacer, Table
 
 from cephspine.analysis import LOW_CONFIDENCE, Analysis, analyze
 from cephspine.errors import ImageReadError
@@ -44,6 +44,7 @@ from cephspine.reports._pdf import (
     height_of,
     keeps_with_next,
     key_values,
+    layout_style,
     now,
     styles,
     write_atomic,
@@ -169,17 +170,7 @@ def _layout(a: Analysis, png: bytes, st: Styles) -> list[Flowable]:
     image = AnnotatedImage(png, a, overlay, w, h)
     fit, rest = _split_column(column, side_w, h + LEGEND_HEIGHT)
     row = Table([[image, fit]], colWidths=[w + _GAP, side_w], hAlign="LEFT")
-    row.setStyle(
-        TableStyle(
-            [
-                ("VALIGN", (0, 0), (-1, -1), "TOP"),
-                ("LEFTPADDING", (0, 0), (-1, -1), 0),
-                ("RIGHTPADDING", (0, 0), (-1, -1), 0),
-                ("TOPPADDING", (0, 0), (-1, -1), 0),
-                ("BOTTOMPADDING", (0, 0), (-1, -1), 0),
-            ]
-        )
-    )
+    row.setStyle(layout_style())
     return [*head, row, *rest, *below]
 
 

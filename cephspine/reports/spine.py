@@ -19,7 +19,7 @@ from cephspine.anatomy import VERTEBRAE
 from cephspine.geometry.norms import COBB_SEVERITY_BANDS
 from cephspine.reports._image import Mapping
 from cephspine.reports._labels import LabelPlacer
-from cephspine.reports._pdf import FLAG_BG, Styles, esc, pdf_safe, table
+from cephspine.reports._pdf import FLAG_BG, Styles, esc, layout_style, pdf_safe, table
 
 CURVE_LABEL_SIZE = 6.0
 """Font size of the curve labels on the image, points."""
@@ -217,16 +217,7 @@ def lines_legend(a: Analysis, st: Styles, width: float) -> list[Flowable]:
         ends = f": {c.upper_name}–{c.lower_name}" if c is not None else ""
         rows.append([d, Paragraph(f"<b>{name.upper()}</b>{esc(ends)}", st.small)])
     t = Table(rows, colWidths=[30, width - 30], hAlign="LEFT")
-    t.setStyle(
-        TableStyle(
-            [
-                ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
-                ("LEFTPADDING", (0, 0), (-1, -1), 0),
-                ("TOPPADDING", (0, 0), (-1, -1), 0.5),
-                ("BOTTOMPADDING", (0, 0), (-1, -1), 0.5),
-            ]
-        )
-    )
+    t.setStyle(layout_style("MIDDLE", right=None, top=0.5, bottom=0.5))
     text = (
         f"Lines: for each Cobb curve, {what}, in the curve's colour and dash pattern; a line two curves "
         "share is drawn once for each, side by side. White outlines: the 17 vertebrae (T1–L5)."

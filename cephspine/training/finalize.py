@@ -363,7 +363,14 @@ def finalize_ceph_cv(
             "models, applied to the final model"
         ),
     }
-    card["notes"] = [PORION_NOTE]
+    met = {True: "met", False: "not met"}
+    card["notes"] = [
+        PORION_NOTE,
+        "Targets for the cross-validated means: MRE <= 1.05 mm "
+        f"({clean['mre_mm']['mean']:.3f} mm, {met[clean['mre_mm']['mean'] <= 1.05]}), SDR 2 mm >= 88 % "
+        f"({clean['sdr_2mm_pct']['mean']:.1f} %, {met[clean['sdr_2mm_pct']['mean'] >= 88]}), SCR accuracy >= 86 % "
+        f"({clean['scr_accuracy_mean_pct']:.1f} %, {met[clean['scr_accuracy_mean_pct'] >= 86]}).",
+    ]
     margin_mm = 25.0
     template = make_template(data, template_id, cfg, margin_mm)
     card["registration"] = {
