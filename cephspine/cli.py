@@ -448,7 +448,7 @@ def cohort(
     import warnings
 
     from cephspine.cohorts import cohort as run
-    from cephspine.errors import CephspineError, CohortIncompleteWarning
+    from cephspine.errors import CephspineError, CephspineWarning, CohortIncompleteWarning
 
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -468,7 +468,8 @@ def cohort(
         _fail(exc)
         return
     incomplete = [str(w.message) for w in caught if issubclass(w.category, CohortIncompleteWarning)]
-    for message in dict.fromkeys(str(w.message) for w in caught if not issubclass(w.category, CohortIncompleteWarning)):
+    ours = (w for w in caught if issubclass(w.category, CephspineWarning))  # not other libraries' notices
+    for message in dict.fromkeys(str(w.message) for w in ours if not issubclass(w.category, CohortIncompleteWarning)):
         typer.echo(f"warning: {message}", err=True)
     if fmt is OutputFormat.csv:
         df.to_csv(sys.stdout, index=False)

@@ -148,3 +148,66 @@ def test_table_without_settings_record_is_refused_and_a_new_one_starts_afresh(tm
     shutil.copy(tmp_path / "in" / "img00.png", empty / "img00.png")
     assert len(cohort(empty, detector=det, out=tmp_path / "e.csv", spacing=0.2, progress=False)) == 1
     assert read_settings(tmp_path / "e.csv")["spacing"] == [0.2, 0.2]  # type: ignore[index]
+
+
+def test_same_card_with_other_weights_is_refused(tmp_path: Path, make_model_dir: Any) -> None:
+    """Two trainings that both call themselves 'tiny' 0.0.1 differ in their weights."""
+    _folder(tmp_path / "in", 1, broken=False)
+    out = tmp_path / "r.csv"
+    first = make_model_dir(tmp_path / "a", seed=0)
+    other = make_model_dir(tmp_path / "b", seed=1)
+    cohort(tmp_path / "in", model=first, device="cpu", out=out, progress=False)
+    recorded = read_settings(out)
+    assert recorded is not None and len(recorded["weights"]) == 16
+    with pytest.raises(CohortSettingsError, match=r"model weights \(model.safetensors\): '[0-9a-f]{16}' → "):
+        cohort(tmp_path / "in", model=other, device="cpu", out=out, progress=False)
+    same = shutil.copytree(first, tmp_path / "copy")  # the same weights elsewhere: resumes
+    assert len(cohort(tmp_path / "in", model=same, device="cpu", out=out, progress=False)) == 1
+
+
+def test_equal_settings_written_differently_resume(tmp_path: Path, det: Any) -> None:
+    _folder(tmp_path / "in", 1, broken=False)
+    out = tmp_path / "r.csv"
+    cohort(tmp_path / "in", detector=det, out=out, spacing=0.1, progress=False)
+    for spacing in (np.float32(0.1), (0.1, 0.1), [0.1, 0.1]):
+        assert len(cohort(tmp_path / "in", detector=det, out=out, spacing=spacing, progress=False)) == 1
+    # a record written before a setting existed does not refuse this run over that setting
+    record = json.loads(settings_path(out).read_text())
+    del record["settings"]["weights"]
+    settings_path(out).write_text(json.dumps(record))
+    assert len(cohort(tmp_path / "in", detector=det, out=out, spacing=0.1, progress=False)) == 1
+
+
+def test_spine_decoding_options_do_not_refuse_a_ceph_resume(tmp_path: Path, tiny_model_dir: Path) -> None:
+    _folder(tmp_path / "in", 1, broken=False)
+    out = tmp_path / "r.csv"
+    plain = cephspine.Detector.from_pretrained(tiny_model_dir, device="cpu")
+    cohort(tmp_path / "in", detector=plain, out=out, progress=False)
+    assert read_settings(out)["end_prior"] is None  # type: ignore[index]
+    other = cephspine.Detector.from_pretrained(tiny_model_dir, device="cpu", end_prior=False, refine_flip=False)
+    assert len(cohort(tmp_path / "in", detector=other, out=out, progress=False)) == 1
+
+
+def test_out_of_memory_is_not_the_image_s_error(tmp_path: Path, det: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Running out of memory leaves the image without a row (a resume analyses it), never an
+    error row; the other images are kept."""
+    import cephspine.cohorts.image as image_mod
+
+    names = _folder(tmp_path / "in", 2, broken=False)
+    out = tmp_path / "r.csv"
+    real = image_mod.analyze
+
+    def flaky(path: Any, *a: Any, **kw: Any) -> Any:
+        if Path(path).name == names[1]:
+            raise MemoryError
+        return real(path, *a, **kw)
+
+    monkeypatch.setattr(image_mod, "analyze", flaky)
+    with pytest.warns(
+        cephspine.CohortIncompleteWarning, match=f"1 image\\(s\\) not analysed: {names[1]}: .*out of memory"
+    ):
+        df = cohort(tmp_path / "in", detector=det, out=out, progress=False)
+    assert list(df["image"]) == names[:1] and (df["status"] == "ok").all()
+    monkeypatch.setattr(image_mod, "analyze", real)
+    again = cohort(tmp_path / "in", detector=det, out=out, progress=False)
+    assert list(again["image"]) == names and (again["status"] == "ok").all()

@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from cephspine.cohorts.columns import one_line
-from cephspine.cohorts.image import ImageResult, analyze_image, error_row, routed_call, warning_router
+from cephspine.cohorts.image import (
+    ImageResult,
+    OutOfMemory,
+    analyze_image,
+    error_row,
+    routed_call,
+    warning_router,
+)
 from cephspine.cohorts.settings import ModelRef
 from cephspine.errors import MissingDependencyError
 
@@ -76,9 +83,16 @@ def run_local(
     """Analyse ``todo`` in this process, in order, with ``analyze(path)``; with
     ``workers > 1`` that many images are analysed at once by threads sharing the one model
     (each with its share of the CPU's torch threads), at most ``2 × workers`` in flight."""
+
+    def outcome(run: Callable[..., ImageResult], *args: Any) -> Outcome:
+        try:
+            return run(*args)
+        except OutOfMemory as exc:  # the machine, not the image: no row, a resume retries it
+            return NotAnalysed(str(exc), 1)
+
     if workers <= 1:
         for task in todo:
-            yield task, analyze(task[0])
+            yield task, outcome(analyze, task[0])
         return
     from concurrent.futures import ThreadPoolExecutor
 
@@ -89,10 +103,10 @@ def run_local(
             pending.append((task, pool.submit(routed_call, analyze, task[0])))
             if len(pending) >= 2 * workers:
                 t, fut = pending.popleft()
-                yield t, fut.result()
+                yield t, outcome(fut.result)
         while pending:
             t, fut = pending.popleft()
-            yield t, fut.result()
+            yield t, outcome(fut.result)
 
 
 # ---------------------------------------------------------------------------- ray
@@ -255,6 +269,8 @@ class RayScheduler:
                         if isinstance(exc, died) or tries + 1 >= self.PROBES:
                             self.dead.add(i)
                             log.warning("Ray actor %d of %d is gone (%s)", i + 1, n, _describe(exc))
+                            with contextlib.suppress(Exception):  # free its reservation for a later pool
+                                ray.kill(self.actors[i])
                         else:  # e.g. still restarting: ask again after a pause
                             time.sleep(min(2.0, self.PROBE_PAUSE_S * 2**tries))
                             probe(i, tries + 1)
@@ -264,10 +280,12 @@ class RayScheduler:
                 alone[i] = False
                 try:
                     row, landmarks = ray.get(ref)
-                except errors.RayTaskError as exc:  # the analysis raised: about this image
-                    yield task, ImageResult(self.image_error(task, exc), [])
-                    continue
-                except errors.RayError as exc:  # the machinery failed, not the image
+                except errors.RayError as exc:
+                    task_error = isinstance(exc, errors.RayTaskError)
+                    if task_error and not isinstance(getattr(exc, "cause", None), OutOfMemory):
+                        yield task, ImageResult(self.image_error(task, exc), [])  # the analysis raised: the image's
+                        continue
+                    # the machinery failed (a worker died or ran out of memory, a node was lost), not the image
                     if ready[i]:
                         probe(i)
                     key = task[1]

@@ -37,6 +37,22 @@ class ImageResult:
         return bool(self.row.get("status") == "ok")
 
 
+class OutOfMemory(RuntimeError):
+    """The machine ran out of memory while analysing an image: a failure of the machinery,
+    not of the image, so it never becomes the image's error row (the engines leave the
+    image without a row, for a resumed run to analyse)."""
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError):
+        return True
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return False
+    return isinstance(exc, torch.cuda.OutOfMemoryError)
+
+
 def image_key(path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> str:
     """The ``image`` column of a file: its path relative to ``root`` (``/``-separated), or
     its file name when ``root`` is ``None``."""
@@ -103,6 +119,8 @@ def analyze_image(
         try:
             analysis = analyze(path, kind, detector=detector, spacing=spacing, include_identifiers=include_identifiers)
         except Exception as exc:  # one bad image never ends a cohort
+            if _out_of_memory(exc):
+                raise OutOfMemory(f"{key}: out of memory ({type(exc).__name__})") from exc
             failure = exc
     messages: list[str] = list(analysis.warnings) if analysis is not None else []
     for m in caught:

@@ -7,9 +7,14 @@ is refused, since its new rows could not be compared with the old ones.
 
 from __future__ import annotations
 
+import hashlib
+import math
 from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cephspine.errors import CephspineError
 from cephspine.radiograph import as_spacing
 from cephspine.registry import read_card, resolve
 
@@ -27,6 +32,7 @@ LABELS: dict[str, str] = {
     "include_identifiers": "include_identifiers",
     "model": "model",
     "model_version": "model version",
+    "weights": "model weights (model.safetensors)",
     "register": "registration mode (register)",
     "end_prior": "end prior (end_prior)",
     "refine_flip": "mirror refinement (refine_flip)",
@@ -50,22 +56,52 @@ def cohort_settings(
     Returns:
         A JSON-ready dict with the keys of :data:`LABELS`.
     """
+    directory: Path | None
     if isinstance(model, tuple):
         path, options = model
-        card = read_card(resolve(path))
-        name, version = str(card["name"]), str(card["version"])
+        try:
+            directory = resolve(path)
+            card: dict[str, Any] = read_card(directory)
+            name, version = str(card["name"]), str(card["version"])
+        except CephspineError:  # a model only the (Ray) workers can read: known by what was given
+            directory, card, name, version = None, {}, str(path), None
     else:
         options = dict(model.load_options)
-        name, version = model.name, model.version
+        directory, card, name, version = model.directory, model.card, model.name, model.version
+    spine = card.get("anatomy") == "spine"
     sp = as_spacing(spacing)
     return {
         "kind": kind,
         "include_identifiers": bool(include_identifiers),
         "model": name,
         "model_version": version,
-        **{k: options.get(k, default) for k, default in LOAD_DEFAULTS.items()},
+        "weights": weights_digest(directory),
+        # the decoding options change only spine models' results
+        **{k: options.get(k, default) if spine or k == "register" else None for k, default in LOAD_DEFAULTS.items()},
         "spacing": [sp.row_mm, sp.col_mm] if sp is not None else None,
     }
+
+
+def weights_digest(directory: str | Path | None) -> str | None:
+    """The first 16 hex digits of the SHA-256 of a model directory's ``model.safetensors``
+    (two trainings with the same card name and version differ here), or ``None``."""
+    if directory is None:
+        return None
+    f = Path(directory) / "model.safetensors"
+    try:
+        st = f.stat()
+    except OSError:
+        return None
+    return _digest(str(f.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=16)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
 
 
 def _show(key: str, value: Any) -> str:
@@ -84,13 +120,29 @@ def _show(key: str, value: Any) -> str:
 
 def settings_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """What differs between the ``saved`` settings of a table and those of this run, one
-    ``"<setting>: <saved> → <current>"`` text per setting (empty when they agree)."""
+    ``"<setting>: <saved> → <current>"`` text per setting (empty when they agree). A
+    setting the saved record does not have (written before it was recorded), or that this
+    run cannot know (``None`` weights of a model only the workers can read), is not
+    compared."""
     changes = []
     for key in list(current) + [k for k in saved if k not in current]:
+        if key not in saved or (key == "weights" and current.get(key) is None):
+            continue
         old, new = saved.get(key), current.get(key)
-        if _comparable(old) != _comparable(new):
-            changes.append(f"{LABELS.get(key, key)}: {_show(key, old)} → {_show(key, new)} (this run)")
+        if not _same(_comparable(old), _comparable(new)):
+            shown_old, shown_new = _show(key, old), _show(key, new)
+            if shown_old == shown_new:
+                shown_old, shown_new = repr(old), repr(new)
+            changes.append(f"{LABELS.get(key, key)}: {shown_old} → {shown_new} (this run)")
     return changes
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-6, abs_tol=0.0)  # e.g. a float32 0.1 is the same spacing
+    return bool(a == b)
 
 
 def _comparable(value: Any) -> Any:
