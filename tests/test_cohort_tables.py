@@ -211,3 +211,12 @@ def test_out_of_memory_is_not_the_image_s_error(tmp_path: Path, det: Any, monkey
     monkeypatch.setattr(image_mod, "analyze", real)
     again = cohort(tmp_path / "in", detector=det, out=out, progress=False)
     assert list(again["image"]) == names and (again["status"] == "ok").all()
+
+
+def test_settings_of_a_model_only_the_workers_can_read(tmp_path: Path) -> None:
+    from cephspine.cohorts.settings import cohort_settings
+
+    where = str(tmp_path / "on-the-workers-only")
+    s = cohort_settings("ceph", False, None, (where, {"register": "never"}))
+    assert s["model"] == where and s["model_version"] is None and s["weights"] is None
+    assert s["register"] == "never" and s["spacing"] is None
