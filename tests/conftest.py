@@ -152,3 +152,20 @@ def write_dicom(path: Path, pixels: bytes | None = None, **identifiers: str) -> 
     """
     dicom_dataset(pixels=pixels, **identifiers).save_as(path, enforce_file_format=True)
     return path
+
+
+@pytest.fixture
+def det(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A tiny detector whose ``predict`` calls are recorded in ``det.calls`` (file names)."""
+    import cephspine
+
+    d = cephspine.Detector.from_pretrained(tiny_model_dir, device="cpu")
+    original = d.predict
+    d.calls = []  # type: ignore[attr-defined]
+
+    def counting(image: Any, **kw: Any) -> Any:
+        d.calls.append(image.name)  # type: ignore[attr-defined]
+        return original(image, **kw)
+
+    monkeypatch.setattr(d, "predict", counting)
+    return d

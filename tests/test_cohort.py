@@ -45,21 +45,6 @@ def _folder(folder: Path, n: int, start: int = 0) -> list[Path]:
     return [_png(folder / f"img{i:02d}.png", i) for i in range(start, start + n)]
 
 
-@pytest.fixture
-def det(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """A tiny detector whose ``predict`` calls are recorded in ``det.calls`` (file names)."""
-    d = cephspine.Detector.from_pretrained(tiny_model_dir, device="cpu")
-    original = d.predict
-    d.calls = []  # type: ignore[attr-defined]
-
-    def counting(image: Any, **kw: Any) -> Any:
-        d.calls.append(image.name)  # type: ignore[attr-defined]
-        return original(image, **kw)
-
-    monkeypatch.setattr(d, "predict", counting)
-    return d
-
-
 def _lines(path: Path) -> list[list[str]]:
     with open(path, newline="", encoding="utf-8") as fh:
         return list(csv.reader(fh))

@@ -28,21 +28,6 @@ def _folder(folder: Path, n: int, broken: bool = True) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
 
-@pytest.fixture
-def det(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """A tiny detector recording the images it predicts in ``det.calls``."""
-    d = cephspine.Detector.from_pretrained(tiny_model_dir, device="cpu")
-    original = d.predict
-    d.calls = []  # type: ignore[attr-defined]
-
-    def counting(image: Any, **kw: Any) -> Any:
-        d.calls.append(image.name)  # type: ignore[attr-defined]
-        return original(image, **kw)
-
-    monkeypatch.setattr(d, "predict", counting)
-    return d
-
-
 # ---------------------------------------------------------------------------- dtypes
 def test_missing_values_and_dtypes_agree_in_memory_csv_and_parquet(tmp_path: Path, det: Any) -> None:
     pytest.importorskip("pyarrow")
