@@ -195,13 +195,17 @@ def nested_confidence(
     return conf
 
 
-def summarize(oof: dict[str, np.ndarray], settings: Sequence[str] | None = None) -> dict[str, Any]:
+def summarize(
+    oof: dict[str, np.ndarray], settings: Sequence[str] | None = None, conf: dict[str, np.ndarray] | None = None
+) -> dict[str, Any]:
     """Headline numbers of out-of-fold predictions: per setting the mean and s.d. over folds
     of MRE and SDR 2/2.5/3/4 mm, the nested-calibration gap, and for the unperturbed images
-    per-landmark MRE and per-measure errors and type agreement."""
+    per-landmark MRE and per-measure errors and type agreement. ``conf``: the
+    :func:`nested_confidence` of ``settings``, when the caller has it already."""
     settings = list(settings or [k.split("/")[0] for k in oof if k.endswith("/errors_mm")])
     fold = oof["fold"]
-    conf = nested_confidence(oof, settings)
+    if conf is None:
+        conf = nested_confidence(oof, settings)
     out: dict[str, Any] = {"n_images": len(oof["ids"]), "folds": int(len(np.unique(fold))), "settings": {}}
     for s in settings:
         e = oof[f"{s}/errors_mm"]

@@ -337,8 +337,8 @@ def finalize_ceph_cv(
 
     oof = dict(np.load(oof_file))
     settings = [k.split("/")[0] for k in oof if k.endswith("/errors_mm")]
-    summary = summarize(oof, settings)
     conf = nested_confidence(oof, settings)
+    summary = summarize(oof, settings, conf)
     coarse, refine = load_run(runs, "final")
     cfg = StageConfig()
     feats = np.concatenate([oof[f"{s}/features"].reshape(-1, 3) for s in settings])
