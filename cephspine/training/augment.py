@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from cephspine.preprocess import rotation_scale
+from cephspine.preprocess import pixel_affine_to_theta, rotation_scale
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,24 @@ def random_linear(
     ang = np.deg2rad(rng.uniform(-max_rot_deg, max_rot_deg, n))
     s = rng.uniform(scale_range[0], scale_range[1], n)
     return torch.tensor(rotation_scale(ang, s), dtype=torch.float32)
+
+
+def warp_about_centre(
+    x: torch.Tensor, xy: np.ndarray, lin: torch.Tensor, shift: torch.Tensor
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Images ``(B, 1, H, W)`` and their landmarks ``(B, N, 2)`` (pixels) transformed by the
+    linear maps ``lin`` ``(B, 2, 2)`` about the image centre and moved by ``shift`` ``(B, 2)``
+    pixels (``lin`` maps output offsets to source offsets, as :func:`random_linear`'s);
+    zero outside the source image. The arithmetic runs in ``lin``'s dtype."""
+    b, _, h, w = x.shape
+    ctr = torch.tensor([(w - 1) / 2.0, (h - 1) / 2.0], dtype=lin.dtype)
+    trans = ctr - (lin @ ctr) - shift  # source = lin @ out + trans
+    m = torch.cat([lin, trans[..., None]], dim=2)
+    theta = pixel_affine_to_theta(m, (h, w), (h, w)).to(device=x.device, dtype=x.dtype)
+    grid = torch.nn.functional.affine_grid(theta, [b, 1, h, w], align_corners=False)
+    x = torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    inv = torch.linalg.inv(lin).numpy()
+    return x, np.einsum("bij,bnj->bni", inv, xy - trans.numpy()[:, None, :])
 
 
 def random_intensity(rng: np.random.Generator, x: torch.Tensor) -> torch.Tensor:

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 
 from cephspine.heatmaps import gaussian_targets
 from cephspine.pipeline import StageConfig, coarse_stage, fine_to_coarse, prepare
-from cephspine.preprocess import crop_patches, normalize_intensity, pixel_affine_to_theta, rotation_scale
-from cephspine.training.augment import GeometricAugment, random_intensity, random_linear
+from cephspine.preprocess import crop_patches, normalize_intensity, rotation_scale
+from cephspine.training.augment import GeometricAugment, random_intensity, random_linear, warp_about_centre
 from cephspine.vertebrae import CORNER_FLIP, vertebra_frames, vertebra_loss
 
 log = logging.getLogger(__name__)
@@ -271,13 +271,7 @@ def augmented_coarse(
         g = geometry or GeometricAugment()
         lin = random_linear(rng, b, g.max_rot_deg, g.scale_range)
         shift = torch.tensor(rng.uniform(-g.shift_px, g.shift_px, (b, 2)), dtype=torch.float32)
-        ctr = torch.tensor([(w - 1) / 2.0, (h - 1) / 2.0])
-        trans = ctr - (lin @ ctr) - shift  # src = lin @ out + trans
-        m = torch.cat([lin, trans[..., None]], dim=2)
-        grid = F.affine_grid(pixel_affine_to_theta(m, (h, w), (h, w)), [b, 1, h, w], align_corners=False)
-        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        inv = torch.linalg.inv(lin).numpy()
-        xy = np.einsum("bij,bnj->bni", inv, xy - trans.numpy()[:, None, :])
+        x, xy = warp_about_centre(x, xy, lin, shift)
         x = random_intensity(rng, x)
     return x, torch.tensor(xy, dtype=torch.float32)
 

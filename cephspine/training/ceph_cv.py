@@ -35,8 +35,8 @@ import torch.nn.functional as F
 
 from cephspine.heatmaps import gaussian_targets
 from cephspine.pipeline import StageConfig, coarse_stage, fine_to_coarse
-from cephspine.preprocess import crop_patches, pixel_affine_to_theta, rotation_scale
-from cephspine.training.augment import BroadAugment, broad_intensity, draw_objects, fov_mask
+from cephspine.preprocess import crop_patches, rotation_scale
+from cephspine.training.augment import BroadAugment, broad_intensity, draw_objects, fov_mask, warp_about_centre
 from cephspine.training.ceph import CephCache, _lr, build_cache, refine_loss
 
 log = logging.getLogger(__name__)
@@ -83,13 +83,7 @@ def coarse_batch(
         x[k] = draw_objects(rng, x[k], xy[k, PORION], xy[k, NASION], cfg.coarse_mm, aug.p_objects)
     lin = _random_lin(rng, b, aug.max_rot_deg, aug.scale_range)
     shift = rng.uniform(-1, 1, (b, 2)) * aug.shift_mm / cfg.coarse_mm
-    ctr = np.array([(w - 1) / 2.0, (h - 1) / 2.0])
-    trans = ctr - lin @ ctr - shift  # source = lin @ out + trans
-    m = torch.tensor(np.concatenate([lin, trans[..., None]], 2), dtype=torch.float32)
-    theta = pixel_affine_to_theta(m, (h, w), (h, w)).to(dev)
-    grid = F.affine_grid(theta, [b, 1, h, w], align_corners=False)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    xy = np.einsum("bij,bnj->bni", np.linalg.inv(lin), xy - trans[:, None, :])
+    x, xy = warp_about_centre(x, xy, torch.from_numpy(lin), torch.from_numpy(shift))
     for kk in np.flatnonzero(rng.random(b) < aug.p_fov):
         k = int(kk)
         mask, fill = fov_mask(rng, (h, w), xy[k], aug.fov_margin_mm / cfg.coarse_mm, dev)
