@@ -39,6 +39,7 @@ from cephspine.errors import (
     InputNotFoundError,
     InvalidArgumentError,
     LandmarkError,
+    LevelWarning,
     LowConfidenceWarning,
     MissingDependencyError,
     ModelLoadError,
@@ -58,8 +59,9 @@ from cephspine.radiograph import Radiograph, Spacing
 if TYPE_CHECKING:
     from cephspine.analysis import Analysis, analyze
     from cephspine.cohorts import cohort
+    from cephspine.comparison import Comparison, compare
     from cephspine.detector import Detector
-    from cephspine.reports import report, write_cohort_report, write_report
+    from cephspine.reports import report, write_cohort_report, write_compare_report, write_report
 
 try:
     __version__ = version("cephspine")
@@ -72,6 +74,9 @@ _LAZY: dict[str, str] = {
     "Analysis": "cephspine.analysis",
     "analyze": "cephspine.analysis",
     "cohort": "cephspine.cohorts",
+    "compare": "cephspine.comparison",
+    "Comparison": "cephspine.comparison",
+    "write_compare_report": "cephspine.reports",
     "report": "cephspine.reports",
     "write_cohort_report": "cephspine.reports",
     "write_report": "cephspine.reports",
@@ -81,8 +86,11 @@ __all__ = [
     "Analysis",
     "analyze",
     "cohort",
+    "compare",
+    "Comparison",
     "report",
     "write_cohort_report",
+    "write_compare_report",
     "CEPH_ABBREVIATIONS",
     "CEPH_LANDMARKS",
     "CORNERS",
@@ -97,6 +105,7 @@ __all__ = [
     "ImageReadError",
     "IsbiDataset",
     "LandmarkError",
+    "LevelWarning",
     "LowConfidenceWarning",
     "ModelLoadError",
     "Prediction",

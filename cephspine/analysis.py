@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -203,6 +204,7 @@ class Analysis:
                 e = self.classification.entries.get(m) if self.classification is not None else None
                 row[f"{m.lower()}_type"] = e.type if e is not None else np.nan
                 row[f"{m.lower()}_class"] = e.label if e is not None else ""
+            row.update(self._analysis_values())
         else:
             c = self.cobb
             for name in ("pt", "mt", "tl"):
@@ -231,6 +233,47 @@ class Analysis:
         df.insert(0, "image", self.image)
         df.insert(1, "pseudonym", self.pseudonym)
         return df
+
+    def analyses_dataframe(self, analysis: str | Sequence[str] | None = None, *, norms: Any = None) -> pd.DataFrame:
+        """Ceph: the named cephalometric analyses (Steiner, Downs, Tweed, Björk–Jarabak,
+        McNamara, Holdaway, Burstone–Legan, Ricketts) of these landmarks, one row per
+        measure with norms and flags (:func:`~cephspine.geometry.ceph_analyses`), starting
+        with ``image, pseudonym``.
+
+        Args:
+            analysis: keep only these analyses' rows (``"steiner"``, ``["downs", "tweed"]``;
+                default or ``"all"``: every row; see
+                :func:`~cephspine.geometry.select_analyses`).
+            norms: a norms table (CSV path or DataFrame) replacing the shipped norms by key.
+
+        Raises:
+            InvalidArgumentError: a spine analysis, an unknown analysis name or a bad
+                ``norms`` table.
+            SpacingError: the prediction has no pixel spacing (the analyses are in mm).
+        """
+        from cephspine.geometry.analyses import ceph_analyses, select_analyses
+
+        if self.kind != "ceph":
+            raise InvalidArgumentError(f"cephalometric analyses need a ceph analysis; {self.image} is {self.kind}")
+        df = ceph_analyses(self.prediction, norms=norms)
+        if analysis is not None:
+            df = select_analyses(df, analysis)
+        df.insert(0, "image", self.image)
+        df.insert(1, "pseudonym", self.pseudonym)
+        return df
+
+    def _analysis_values(self) -> dict[str, float]:
+        """Ceph: ``{key: value}`` of every named-analysis measure
+        (:data:`~cephspine.geometry.ANALYSIS_KEYS`), NaN where there is no value (no pixel
+        spacing, a missing landmark)."""
+        from cephspine.geometry.analyses import ANALYSIS_KEYS, analysis_values
+
+        if self.prediction.spacing is not None:
+            try:
+                return analysis_values(self.prediction)
+            except (LandmarkError, SpacingError):
+                pass
+        return dict.fromkeys(ANALYSIS_KEYS, np.nan)
 
     def landmarks_dataframe(self) -> pd.DataFrame:
         """One row per landmark (:meth:`Prediction.to_dataframe`, plus ``vertebra`` and
@@ -261,13 +304,19 @@ class Analysis:
                 "spacing": [p.spacing.row_mm, p.spacing.col_mm] if p.spacing else None,
                 "names": list(p.names),
                 "xy_px": p.xy_px.tolist(),
-                "confidence": p.confidence.tolist(),
+                # null where there is none (supplied landmarks): NaN is not JSON
+                "confidence": [c if np.isfinite(c) else None for c in p.confidence.tolist()],
                 "warnings": list(p.warnings),
                 "mirrored": bool(p.meta.get("mirrored", False)),
             },
         }
+        if p.supplied:
+            d["prediction"]["landmarks_file"] = p.meta.get("landmarks_file")
         if self.measures is not None:
             d["measures"] = {m: float(v) for m, v in self.measures.items()}
+        if self.kind == "ceph" and self.prediction.spacing is not None:
+            # derived from the landmarks (from_dict recomputes them), for readers of the JSON
+            d["analyses"] = {k: (None if np.isnan(v) else v) for k, v in self._analysis_values().items()}
         if self.classification is not None:
             d["classification"] = {
                 m: {"type": e.type, "label": e.label, "normal_range": e.normal_range}
@@ -308,7 +357,11 @@ class Analysis:
                 model_version=str(pd_["model_version"]),
                 source=pd_.get("source"),
                 warnings=tuple(pd_.get("warnings", ())),
-                meta={"mirrored": bool(pd_.get("mirrored", False)), "spacing_source": d.get("spacing_source")},
+                meta={
+                    "mirrored": bool(pd_.get("mirrored", False)),
+                    "spacing_source": d.get("spacing_source"),
+                    **({"landmarks_file": pd_["landmarks_file"]} if "landmarks_file" in pd_ else {}),
+                },
             )
             kind = str(d["kind"])
         except (KeyError, TypeError, ValueError, IndexError) as exc:
@@ -422,6 +475,7 @@ def analyze(
     spacing: Any = None,
     include_identifiers: bool = False,
     device: str = "auto",
+    landmarks: Any = None,
 ) -> Analysis:
     """Detect the landmarks of one radiograph and compute its clinical measures.
 
@@ -435,12 +489,22 @@ def analyze(
         include_identifiers: add the DICOM patient identifiers
             (:data:`IDENTIFIER_FIELDS`) to :attr:`Analysis.identifiers` and every output.
         device: device for the default detector (``"auto"``, ``"cpu"``, ``"cuda"``).
+        landmarks: landmarks a person supplied (corrected or placed by hand) instead of
+            detecting them: an ``(N, 2)`` array in original pixels (19 for ``"ceph"``, 68
+            for ``"spine"``, model order), a DataFrame or a CSV path with columns
+            ``landmark, x_px, y_px`` (and optionally ``image``; see
+            :mod:`cephspine.supplied`). No detector is loaded or run; the prediction's
+            model is ``"supplied"``, its confidences NaN, and it names the file.
 
     Raises:
         ImageReadError, UnsupportedImageError, SpacingError: the image cannot be used
             (the message names the file).
-        InvalidArgumentError: an unknown ``kind``, or a ``detector`` of another anatomy.
+        InvalidArgumentError: an unknown ``kind``, a ``detector`` of another anatomy, or
+            both ``detector`` and ``landmarks``.
         UnknownModelError: no shipped model for ``kind``.
+        LandmarkError, InputNotFoundError: supplied ``landmarks`` that cannot be used
+            (wrong count, unknown, duplicate or missing names, non-finite or outside the
+            image, no rows for the image, no such file; the message names the file).
 
     Warns:
         SpacingWarning, LowConfidenceWarning, AnatomyWarning, WrongAnatomyWarning, ...:
@@ -453,13 +517,20 @@ def analyze(
     from cephspine.io import load_image
 
     check_kind(kind)
-    det = detector if detector is not None else default_detector(kind, device)
-    if len(det.names) != (19 if kind == "ceph" else 68):
+    if landmarks is not None and detector is not None:
+        raise InvalidArgumentError("pass either detector= (to detect the landmarks) or landmarks=, not both")
+    det = None if landmarks is not None else detector if detector is not None else default_detector(kind, device)
+    if det is not None and len(det.names) != (19 if kind == "ceph" else 68):
         raise InvalidArgumentError(f"kind={kind!r} needs a {kind} detector; got {det!r}")
     rg = image if isinstance(image, Radiograph) else load_image(image, spacing=spacing)
     if isinstance(image, Radiograph) and spacing is not None:
         rg = rg.with_spacing(spacing)
-    pred = det.predict(rg)
+    if det is None:
+        from cephspine.supplied import supplied_prediction
+
+        pred = supplied_prediction(rg, kind, landmarks)
+    else:
+        pred = det.predict(rg)
     measures, classification, cobb, msgs = _clinical(kind, pred)
     for m in msgs:
         warn_caller(m, SpacingWarning if "pixel spacing" in m else AnatomyWarning)

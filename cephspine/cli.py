@@ -316,11 +316,126 @@ def _measures_text(a: Any) -> str:
     return str(table.astype(object).fillna("").to_string(index=False))
 
 
+ANALYSIS_OPTION = typer.Option(
+    None,
+    "--analysis",
+    help="Ceph: also show a named analysis (steiner, downs, tweed, bjork-jarabak, mcnamara, holdaway, "
+    "burstone-legan, ricketts, or all); repeat for several. With --format csv the analyses' table is "
+    "printed instead of the one-row table; with json it is added as analysis_table.",
+)
+NORMS_OPTION = typer.Option(
+    None,
+    "--norms",
+    help="Ceph: CSV of norms (key, norm_mean, norm_sd, norm_low, norm_high, norm_source, norm_population) "
+    "replacing the shipped norms of the analyses by key.",
+)
+
+
+def _check_analysis_options(
+    kind: Kind, analysis: list[str] | None, norms: Path | None, *, norms_need_analysis: bool = False
+) -> Any:
+    """The norms table of ``--norms`` (``None`` without it), after checking ``--analysis``
+    and ``--norms`` before any image is analysed: an unknown analysis, either option with
+    ``--kind spine``, or (``norms_need_analysis``) ``--norms`` without ``--analysis`` is a
+    usage error (exit 2); a bad norms file an error (exit 1)."""
+    from cephspine.errors import CephspineError
+    from cephspine.geometry.analyses import analysis_name, read_norms
+
+    if (analysis or norms is not None) and kind is not Kind.ceph:
+        raise typer.BadParameter(
+            "the named analyses are cephalometric; use them with --kind ceph",
+            param_hint="--analysis" if analysis else "--norms",
+        )
+    if norms_need_analysis and norms is not None and not analysis:
+        raise typer.BadParameter("the norms are those of the named analyses: add --analysis", param_hint="--norms")
+    for name in analysis or ():
+        if name.strip().lower() != "all":
+            try:
+                analysis_name(name)
+            except CephspineError as exc:
+                raise typer.BadParameter(str(exc), param_hint="--analysis") from None
+    if norms is None:
+        return None
+    try:
+        return read_norms(norms)
+    except (CephspineError, OSError) as exc:
+        _fail(exc, norms)
+    return None
+
+
+def _records(df: Any) -> list[dict[str, Any]]:
+    """Rows of ``df`` as JSON-ready dicts (NaN and ``<NA>`` as ``None``)."""
+    import math
+
+    import pandas as pd
+
+    out = []
+    for r in df.to_dict("records"):
+        out.append({k: None if v is pd.NA or (isinstance(v, float) and math.isnan(v)) else v for k, v in r.items()})
+    return out
+
+
+def _analyses_text(tables: Any, names: list[str]) -> str:
+    """Each analysis of ``names`` (``"all"``: every one) as its own table of a
+    :meth:`~cephspine.Analysis.analyses_dataframe` (measure, value, norm, flag, note), then
+    the sources of the norms shown."""
+    import pandas as pd
+
+    from cephspine.geometry.analyses import ANALYSES, ANALYSIS_MEASURES, analysis_name, format_measure, format_norm
+
+    every = any(n.strip().lower() == "all" for n in names)
+    wanted = set(ANALYSES.values()) if every else {analysis_name(n) for n in names}
+    needs = {m.key: m.needs for m in ANALYSIS_MEASURES}
+    rows: list[dict[str, Any]] = [
+        {str(k): None if pd.isna(v) else v for k, v in r.items()} for r in tables.to_dict("records")
+    ]
+    parts: list[str] = []
+    sources: dict[str, str] = {}
+    for shown in (a for a in ANALYSES.values() if a in wanted):
+        lines = [["measure", "value", "norm", "flag", "note"]]
+        for r in rows:
+            if shown != r["analysis"] and shown not in (r["also_in"] or "").split("; "):
+                continue
+            if r["status"] == "not available":
+                note = f"not available: needs {needs[r['key']]}"
+            elif r["status"] != "ok":
+                note = r["note"] or ""
+            elif not r["norm_source"]:
+                note = "no norm"
+            else:
+                note = "" if r["flag"] else "the norm has no range: no flag"
+            lines.append([r["measure"], format_measure(r["value"], r["unit"]), format_norm(r), r["flag"] or "", note])
+            if r["norm_source"]:
+                sources[r["norm_source"]] = r["norm_population"] or ""
+        widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+        text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
+        parts.append(f"\n{shown} analysis\n" + "\n".join(text))
+    if sources:
+        parts.append("\nNorm sources:")
+        parts += [f"  {src}" + (f"; {pop}" if pop else "") for src, pop in sources.items()]
+    return "\n".join(parts)
+
+
+LANDMARKS_OPTION = typer.Option(
+    None,
+    "--landmarks",
+    help="CSV of landmarks placed or corrected by a person (columns landmark, x_px, y_px; optionally image), "
+    "used instead of detecting them: no model is run.",
+)
+
+
+def _check_landmarks_option(landmarks: Path | None, model: str | None, what: str = "--landmarks") -> None:
+    """``--model`` says which detector to run; with supplied landmarks none runs (exit 2)."""
+    if landmarks is not None and model is not None:
+        raise typer.BadParameter("supplied landmarks are used instead of a model; leave out --model", param_hint=what)
+
+
 @app.command()
 def analyze(
     image: Path = typer.Argument(..., metavar="IMAGE", help="Radiograph: JPEG, PNG, TIFF or DICOM."),
     kind: Kind = typer.Option(Kind.ceph, "--kind", "-k", help="Anatomy: cephalogram or spine."),
     model: str | None = typer.Option(None, "--model", "-m", help="Model name or directory (default: the shipped one)."),
+    landmarks: Path | None = LANDMARKS_OPTION,
     spacing: float | None = typer.Option(None, help="Pixel spacing in mm, overriding the file's."),
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="Output format."),
     include_identifiers: bool = typer.Option(
@@ -329,36 +444,60 @@ def analyze(
     device: str = typer.Option("auto", help="'auto', 'cpu' or 'cuda'."),
     end_prior: bool = END_PRIOR_OPTION,
     refine_flip: bool = REFINE_FLIP_OPTION,
+    analysis: list[str] | None = ANALYSIS_OPTION,
+    norms: Path | None = NORMS_OPTION,
 ) -> None:
     """Landmarks and clinical measures of one radiograph.
 
-    Ceph: the 8 ISBI measures with normal ranges and anatomical types. Spine: the 3 Cobb
-    angles (PT, MT, TL) with end vertebrae and severity.
+    Ceph: the 8 ISBI measures with normal ranges and anatomical types, and with
+    --analysis the named analyses (Steiner, Downs, Tweed, Björk–Jarabak, McNamara,
+    Holdaway, Burstone–Legan, Ricketts) with norms and flags. Spine: the 3 Cobb angles
+    (PT, MT, TL) with end vertebrae and severity.
     """
     import warnings
 
     from cephspine.analysis import analyze as run
     from cephspine.errors import CephspineError
 
+    user_norms = _check_analysis_options(kind, analysis, norms, norms_need_analysis=True)
+    _check_landmarks_option(landmarks, model)
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             a = run(
-                image, kind.value, spacing=spacing, include_identifiers=include_identifiers,
-                detector=_detector(kind, model, device, end_prior, refine_flip),
+                image, kind.value, spacing=spacing, include_identifiers=include_identifiers, landmarks=landmarks,
+                detector=None if landmarks is not None else _detector(kind, model, device, end_prior, refine_flip),
             )  # fmt: skip
-    except (CephspineError, ValueError) as exc:
+    except (CephspineError, ValueError, OSError) as exc:
         _fail(exc, image)
         return
+    tables = None
+    if analysis:
+        try:
+            tables = a.analyses_dataframe(analysis, norms=user_norms)
+        except CephspineError as exc:
+            _fail(exc, image)
+            return
     if fmt is OutputFormat.json:
-        typer.echo(a.to_json(indent=1))
+        if tables is None:
+            typer.echo(a.to_json(indent=1))
+        else:
+            d = a.to_dict()
+            d["analysis_table"] = _records(tables.drop(columns=list(_IDENTITY_COLUMNS)))
+            typer.echo(json.dumps(d, indent=1))
     elif fmt is OutputFormat.csv:
         import pandas as pd
 
-        pd.DataFrame([a.to_row()]).to_csv(sys.stdout, index=False)
+        if tables is None:
+            pd.DataFrame([a.to_row()]).to_csv(sys.stdout, index=False)
+        else:
+            tables.to_csv(sys.stdout, index=False)
     else:
         typer.echo(repr(a.prediction))
         typer.echo(_measures_text(a))
+        if tables is not None:
+            typer.echo(_analyses_text(tables, analysis or []))
     _print_warnings(a.warnings)
 
 
@@ -368,6 +507,7 @@ def report(
     out: Path = typer.Option(..., "--out", "-o", help="PDF file to write (replaced only on success)."),
     kind: Kind = typer.Option(Kind.ceph, "--kind", "-k", help="Anatomy: cephalogram or spine."),
     model: str | None = typer.Option(None, "--model", "-m", help="Model name or directory (default: the shipped one)."),
+    landmarks: Path | None = LANDMARKS_OPTION,
     spacing: float | None = typer.Option(None, help="Pixel spacing in mm, overriding the file's."),
     include_identifiers: bool = typer.Option(
         False, "--include-identifiers", help="Print DICOM patient identifiers in the report (off by default)."
@@ -375,19 +515,27 @@ def report(
     device: str = typer.Option("auto", help="'auto', 'cpu' or 'cuda'."),
     end_prior: bool = END_PRIOR_OPTION,
     refine_flip: bool = REFINE_FLIP_OPTION,
+    norms: Path | None = NORMS_OPTION,
 ) -> None:
-    """Write a PDF report (annotated image, measures with normal ranges, flags) for one radiograph."""
+    """Write a PDF report (annotated image, measures with normal ranges, flags) for one radiograph.
+
+    Ceph: a second page holds the named analyses with their norms, flags and sources.
+    """
     import warnings
 
     from cephspine.errors import CephspineError
     from cephspine.reports import report as run
 
+    user_norms = _check_analysis_options(kind, None, norms)
+
+    _check_landmarks_option(landmarks, model)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             a = run(
                 image, out, kind=kind.value, spacing=spacing, include_identifiers=include_identifiers,
-                detector=_detector(kind, model, device, end_prior, refine_flip),
+                landmarks=landmarks, norms=user_norms,
+                detector=None if landmarks is not None else _detector(kind, model, device, end_prior, refine_flip),
             )  # fmt: skip
     except (CephspineError, ValueError, OSError) as exc:
         _fail(exc, image)
@@ -395,6 +543,93 @@ def report(
     typer.echo(_measures_text(a))
     _print_warnings(a.warnings)
     typer.echo(f"report written to {out}")
+
+
+@app.command()
+def compare(
+    before: Path = typer.Argument(..., metavar="BEFORE", help="The earlier cephalogram: JPEG, PNG, TIFF or DICOM."),
+    after: Path = typer.Argument(..., metavar="AFTER", help="A later cephalogram of the same patient."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="PDF report to write: both tracings superimposed and the change tables."
+    ),
+    landmarks_before: Path | None = typer.Option(
+        None,
+        "--landmarks-before",
+        help="CSV of BEFORE's landmarks placed or corrected by a person (landmark, x_px, y_px), used instead "
+        "of detecting them.",
+    ),
+    landmarks_after: Path | None = typer.Option(None, "--landmarks-after", help="The same for AFTER."),
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="Model for a film without supplied landmarks (default: the shipped one)."
+    ),
+    spacing: float | None = typer.Option(None, help="Pixel spacing in mm of both films, overriding the files'."),
+    fmt: OutputFormat = typer.Option(
+        OutputFormat.table,
+        "--format",
+        "-f",
+        help="Output format: table (the measures, then the landmark displacements), csv (the measures) or json (both).",
+    ),
+    device: str = typer.Option("auto", help="'auto', 'cpu' or 'cuda'."),
+) -> None:
+    """Compare two cephalograms of one patient, superimposed on S–N registered at S.
+
+    Prints every measure before, after and its change, and every landmark's displacement
+    in mm (dx along S→N, dy perpendicular to it, positive toward menton); with --out also
+    writes a PDF with both tracings superimposed. Both films need a pixel spacing.
+    """
+    import warnings
+
+    from cephspine.analysis import analyze as run
+    from cephspine.comparison import compare as run_compare
+    from cephspine.errors import CephspineError
+
+    if landmarks_before is not None and landmarks_after is not None:
+        _check_landmarks_option(landmarks_before, model, "--model")
+    analyses = []
+    try:
+        if out is not None:
+            from cephspine.reports._pdf import check_target
+
+            check_target(out)
+    except CephspineError as exc:
+        _fail(exc)
+    for image, landmarks in ((before, landmarks_before), (after, landmarks_after)):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                analyses.append(
+                    run(
+                        image, "ceph", spacing=spacing, landmarks=landmarks,
+                        detector=None if landmarks is not None else _detector(Kind.ceph, model, device),
+                    )
+                )  # fmt: skip
+        except (CephspineError, ValueError, OSError) as exc:
+            _fail(exc, image)
+            return
+    try:
+        cmp = run_compare(analyses[0], analyses[1])
+        if out is not None:
+            cmp.to_pdf(out)
+    except (CephspineError, ValueError, OSError) as exc:
+        _fail(exc)
+        return
+    measures = cmp.to_dataframe()
+    moved = cmp.landmarks_dataframe()
+    if fmt is OutputFormat.csv:
+        measures.to_csv(sys.stdout, index=False)
+    elif fmt is OutputFormat.json:
+        typer.echo(json.dumps({"measures": _records(measures), "landmarks": _records(moved)}, indent=1))
+    else:
+        shown = measures[["key", "analysis", "before", "after", "change", "unit"]]
+        typer.echo(f"{analyses[0].image} -> {analyses[1].image}: measures (change = after - before)")
+        typer.echo(shown.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+        typer.echo("\nlandmark displacements, mm (S-N frame: dx along S->N, dy perpendicular, positive toward menton)")
+        shown = moved[["landmark", "dx_mm", "dy_mm", "distance_mm"]]
+        typer.echo(shown.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    for a in analyses:
+        _print_warnings(a.warnings)
+    if out is not None:
+        typer.echo(f"report written to {out}")
 
 
 class Engine(str, Enum):
@@ -477,7 +712,10 @@ def cohort(
         typer.echo(df.to_json(orient="records", indent=1))
     else:
         shown = ["image", "status"]
-        shown += [c for c in df.columns if c.endswith(("_deg", "_ratio")) or c.endswith("_mm") and "spacing" not in c]
+        from cephspine.geometry.analyses import ANALYSIS_KEYS  # in the files, too many for a terminal
+
+        measures = [c for c in df.columns if c.endswith(("_deg", "_ratio")) or c.endswith("_mm") and "spacing" not in c]
+        shown += [c for c in measures if c not in ANALYSIS_KEYS]
         shown += [c for c in ("severity", "mean_confidence") if c in df.columns]
         if len(df):
             typer.echo(df[shown].to_string(index=False, na_rep="", float_format=lambda v: f"{v:.2f}"))

@@ -97,6 +97,12 @@ class AnatomyWarning(CephspineWarning):
     """Predicted landmarks violate anatomy (e.g. vertebrae out of order or degenerate)."""
 
 
+class LevelWarning(CephspineWarning):
+    """A spine chain cannot be trusted at an end: vertebrae there were not found in the
+    film, or a vertebra-like peak beyond the end makes every vertebra name possibly one
+    level off. Their confidences are lowered accordingly."""
+
+
 class SpacingWarning(CephspineWarning):
     """The pixel spacing is unknown, so millimetre outputs are unavailable."""
 

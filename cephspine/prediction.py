@@ -11,6 +11,10 @@ import numpy.typing as npt
 from cephspine.errors import LandmarkError
 from cephspine.radiograph import Spacing
 
+SUPPLIED_MODEL = "supplied"
+"""The :attr:`Prediction.model` of landmarks supplied by a person instead of detected
+(``cephspine.analyze(image, landmarks=...)``; see :mod:`cephspine.supplied`)."""
+
 
 @dataclass(frozen=True, eq=False)
 class Prediction:
@@ -22,14 +26,16 @@ class Prediction:
             x to the right, y down, origin at the centre of the top-left pixel.
         confidence: ``(N,)`` floats in [0, 1]; see the model card for what they mean
             (for the shipped models: the calibrated probability that the point is
-            within 2 mm of the truth).
+            within 2 mm of the truth). NaN for landmarks supplied by a person.
         image_shape: ``(height, width)`` of the radiograph in pixels.
         spacing: the radiograph's pixel spacing, or ``None``.
-        model: model name (``"ceph"``, ``"spine"``).
-        model_version: version string of the weights.
+        model: model name (``"ceph"``, ``"spine"``), or :data:`SUPPLIED_MODEL` for
+            landmarks supplied by a person.
+        model_version: version string of the weights (empty for supplied landmarks).
         source: file name of the radiograph, or ``None``.
         warnings: human-readable warnings raised while predicting.
-        meta: extra information (e.g. registration status, timings).
+        meta: extra information (e.g. registration status, timings; for supplied
+            landmarks ``landmarks_file``, the name of the file they came from).
     """
 
     names: tuple[str, ...]
@@ -74,6 +80,21 @@ class Prediction:
         )
 
     __hash__ = None  # type: ignore[assignment]  # equal by value, and holds arrays
+
+    @property
+    def supplied(self) -> bool:
+        """Whether the landmarks were supplied by a person rather than detected (they have
+        no confidence)."""
+        return self.model == SUPPLIED_MODEL
+
+    @property
+    def provenance(self) -> str:
+        """Where the landmarks came from, in words: ``"model ceph version 0.2.0"``, or
+        ``"supplied by a person (file corrected.csv)"``."""
+        if not self.supplied:
+            return f"model {self.model} version {self.model_version}"
+        file = self.meta.get("landmarks_file")
+        return "supplied by a person" + (f" (file {file})" if file else "")
 
     @property
     def xy_mm(self) -> npt.NDArray[np.float64] | None:
@@ -133,10 +154,11 @@ class Prediction:
 
     def __repr__(self) -> str:
         sp = f"{self.spacing.row_mm:g}x{self.spacing.col_mm:g} mm" if self.spacing else "no spacing"
+        origin = self.provenance if self.supplied else f"{self.model} {self.model_version}"
+        conf = "no confidence" if self.supplied else f"mean confidence {float(np.mean(self.confidence)):.2f}"
         return (
-            f"Prediction({self.model} {self.model_version}, {len(self.names)} landmarks, "
-            f"image {self.image_shape[0]}x{self.image_shape[1]} px, {sp}, "
-            f"mean confidence {float(np.mean(self.confidence)):.2f}"
+            f"Prediction({origin}, {len(self.names)} landmarks, "
+            f"image {self.image_shape[0]}x{self.image_shape[1]} px, {sp}, {conf}"
             + (f", {len(self.warnings)} warning(s)" if self.warnings else "")
             + ")"
         )

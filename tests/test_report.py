@@ -396,12 +396,14 @@ def test_example_script_writes_a_report(tmp_path: Path) -> None:
     assert "pseudonym" not in result.stdout  # the measures table on screen: one image, not named per row
     text = pdf_text(out)
     assert "ANB" in text and "ceph_example.jpg" in text and RESEARCH_NOTICE in text
-    # The bundled example as the shipped model analyses it: one page, no label over another.
+    # The bundled example as the shipped model analyses it: one page, no label over another,
+    # then the page of the named analyses.
     from pypdf import PdfReader
 
     from tests.test_report_layout import LABEL_NAMES, assert_disjoint, label_boxes
 
-    assert len(PdfReader(out).pages) == 1
+    assert len(PdfReader(out).pages) == 2
+    assert "Cephalometric analyses" in PdfReader(out).pages[1].extract_text()
     boxes = label_boxes(out)
     assert sorted(t for t, _ in boxes) == sorted(LABEL_NAMES)
     assert_disjoint(boxes)

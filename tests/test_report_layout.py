@@ -149,11 +149,17 @@ def test_label_placer_on_a_crowded_synthetic_layout() -> None:
 # --------------------------------------------------------------------------- one page
 
 
-def test_ceph_report_is_one_page(tmp_path: Path, ceph_image: cephspine.Radiograph) -> None:
+def test_ceph_report_is_one_page_then_the_analyses_page(tmp_path: Path, ceph_image: cephspine.Radiograph) -> None:
+    """Everything of the one-page report stays on the first page; the named analyses take
+    a page of their own."""
     a = ceph_analysis()
-    assert n_pages(write_report(a, tmp_path / "r.pdf", image=ceph_image)) == 1
     with_ids = dataclasses.replace(a, identifiers={"PatientName": "DOE^JANE", "PatientID": "PID-0042"})
-    assert n_pages(write_report(with_ids, tmp_path / "ids.pdf", image=ceph_image)) == 1
+    for analysis, name in ((a, "r.pdf"), (with_ids, "ids.pdf")):
+        out = write_report(analysis, tmp_path / name, image=ceph_image)
+        assert n_pages(out) == 2
+        first, second = (" ".join(p.extract_text().split()) for p in PdfReader(out).pages)
+        assert "Warnings" in first and "Cephalometric analyses" not in first
+        assert second.split("page 2 ")[-1].startswith("Cephalometric analyses")
 
 
 def test_many_warnings_move_on_to_a_second_page_without_loss(tmp_path: Path, ceph_image: cephspine.Radiograph) -> None:

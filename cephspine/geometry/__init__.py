@@ -7,12 +7,26 @@
 - :func:`cobb_angles` — the three Cobb angles of a spinal AP radiograph by the AASCE
   dataset's reference algorithm (or between endplates); :func:`cobb_angles_batch`.
 - :func:`cobb_severity` — display bands of a Cobb angle.
+- :func:`ceph_analyses` — the named cephalometric analyses (Steiner, Downs, Tweed,
+  Björk–Jarabak, McNamara, Holdaway, Burstone–Legan, Ricketts) with sourced norms and
+  flags; :func:`select_analyses` picks one analysis' rows.
 
 Pure numpy (and shapely for vertebra quadrilaterals); no network code is imported.
 """
 
 from __future__ import annotations
 
+from cephspine.geometry.analyses import (
+    ANALYSES,
+    ANALYSIS_KEYS,
+    ANALYSIS_MEASURES,
+    AnalysisMeasure,
+    analysis_values,
+    ceph_analyses,
+    read_norms,
+    select_analyses,
+    shipped_norms,
+)
 from cephspine.geometry.ceph import (
     MEASURE_LANDMARKS,
     CephClassification,
@@ -45,6 +59,9 @@ from cephspine.geometry.norms import (
 )
 
 __all__ = [
+    "ANALYSES",
+    "ANALYSIS_KEYS",
+    "ANALYSIS_MEASURES",
     "CEPH_MEASURES",
     "CEPH_NORMS",
     "COBB_CURVES",
@@ -59,7 +76,10 @@ __all__ = [
     "CobbCurve",
     "CobbSeverityBand",
     "MeasureNorm",
+    "AnalysisMeasure",
+    "analysis_values",
     "angle_matrix",
+    "ceph_analyses",
     "ceph_measures",
     "ceph_measures_batch",
     "ceph_types",
@@ -67,6 +87,9 @@ __all__ = [
     "cobb_angles",
     "cobb_angles_batch",
     "cobb_severity",
+    "read_norms",
+    "select_analyses",
+    "shipped_norms",
     "vertebra_polygons",
     "vertebra_validity",
 ]

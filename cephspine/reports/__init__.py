@@ -1,4 +1,5 @@
-"""PDF reports: one radiograph (:func:`write_report`, :func:`report`) or a cohort (:func:`write_cohort_report`).
+"""PDF reports: one radiograph (:func:`write_report`, :func:`report`), a cohort
+(:func:`write_cohort_report`) or two films of one patient compared (:func:`write_compare_report`).
 
 ::
 
@@ -9,7 +10,8 @@
     write_report(a, "again.pdf", image="scan.dcm")             # from an existing Analysis
     write_cohort_report(table, "cohort.pdf", kind="ceph")      # rows of Analysis.to_row() + error rows
 
-A single-image report is one A4 page: the radiograph with the landmarks coloured by
+A single-image report is one A4 page (a ceph report adds a second page with the named
+cephalometric analyses, their norms, flags and sources): the radiograph with the landmarks coloured by
 confidence and the lines that define the measures (ceph) or the end vertebrae of each Cobb
 curve (spine), labelled so that no label overlaps another or a landmark; beside and below
 it the measures with their normal ranges and types, the low-confidence landmarks, every
@@ -24,7 +26,8 @@ existing report. A report that cannot be written raises
 :class:`~cephspine.errors.InvalidArgumentError`.
 
 The package's modules: ``single`` (the one-image report), ``ceph`` and ``spine`` (what
-each kind draws and tabulates), ``cohort`` (the cohort report), and the private ``_pdf``
+each kind draws and tabulates), ``cohort`` (the cohort report), ``compare`` (the
+comparison of two cephalograms, superimposed on S–N), and the private ``_pdf``
 (styles, tables, atomic writing), ``_image`` (the annotated radiograph) and ``_labels``
 (label placement).
 """
@@ -35,6 +38,7 @@ from cephspine.reports._image import HIGH_CONFIDENCE, MAX_IMAGE_SIDE_PX
 from cephspine.reports._pdf import RESEARCH_NOTICE
 from cephspine.reports.ceph import CEPH_LINES  # noqa: F401 - the lines drawn on a cephalogram
 from cephspine.reports.cohort import write_cohort_report
+from cephspine.reports.compare import write_compare_report
 from cephspine.reports.single import report, write_report
 
 __all__ = [
@@ -43,5 +47,6 @@ __all__ = [
     "RESEARCH_NOTICE",
     "report",
     "write_cohort_report",
+    "write_compare_report",
     "write_report",
 ]

@@ -28,6 +28,9 @@ and this amber; below it red."""
 LEGEND_HEIGHT = 14.0
 """Height of the confidence legend under the image, points."""
 
+SUPPLIED = colors.HexColor("#2f7fd8")
+"""Colour of landmarks supplied by a person (they have no confidence)."""
+
 
 def display_png(rg: Radiograph, max_side: int = MAX_IMAGE_SIDE_PX) -> bytes:
     """The radiograph as an 8-bit grey PNG, windowed to its 0.5–99.5 percentiles and
@@ -56,6 +59,8 @@ def display_png(rg: Radiograph, max_side: int = MAX_IMAGE_SIDE_PX) -> bytes:
 
 
 def confidence_colour(c: float) -> Any:
+    if not math.isfinite(c):  # a landmark supplied by a person has no confidence
+        return SUPPLIED
     if c >= HIGH_CONFIDENCE:
         return GREEN
     if c >= LOW_CONFIDENCE:
@@ -154,11 +159,10 @@ class AnnotatedImage(Flowable):
         x = 0.0
         c.setFont("Helvetica", 7)
         lo, hi = LOW_CONFIDENCE, HIGH_CONFIDENCE
-        for colour, text in (
-            (GREEN, f"confidence {hi:g}–1"),
-            (AMBER, f"{lo:g}–{hi:g}"),
-            (RED, f"below {lo:g}"),
-        ):
+        entries = [(GREEN, f"confidence {hi:g}–1"), (AMBER, f"{lo:g}–{hi:g}"), (RED, f"below {lo:g}")]
+        if self.analysis.prediction.supplied:
+            entries = [(SUPPLIED, "landmarks supplied by a person (no confidence)")]
+        for colour, text in entries:
             c.setFillColor(colour)
             c.setStrokeColor(colors.black)
             c.circle(x + 3, 4.5, 2.6, stroke=1, fill=1)

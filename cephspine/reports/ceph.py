@@ -11,14 +11,14 @@ import numpy as np
 import numpy.typing as npt
 from reportlab.lib import colors
 from reportlab.lib.units import cm
-from reportlab.platypus import Flowable, Paragraph, Spacer, TableStyle
+from reportlab.platypus import Flowable, Paragraph, Spacer, Table, TableStyle
 
 from cephspine.analysis import Analysis
 from cephspine.anatomy import CEPH_ABBREVIATIONS, CEPH_LANDMARKS
 from cephspine.geometry.norms import CEPH_MEASURES, CEPH_NORMS
 from cephspine.reports._image import Mapping, dot_radius
 from cephspine.reports._labels import LabelPlacer
-from cephspine.reports._pdf import FLAG_BG, FRAME_WIDTH, Styles, esc, format_value, pdf_safe, table
+from cephspine.reports._pdf import FLAG_BG, FRAME_WIDTH, Styles, esc, format_value, layout_style, pdf_safe, table
 
 LANDMARK_LABEL_SIZE = 5.5
 """Font size of the landmark abbreviations on the image, points."""
@@ -168,3 +168,91 @@ def measures(a: Analysis, st: Styles) -> list[Flowable]:
         st.small,
     )
     return [t, Spacer(1, 2), note]
+
+
+ANALYSES_NOTE = (
+    "The named analyses as far as the 19 ISBI 2015 landmarks allow them (in millimetres and degrees); a "
+    "measure several analyses use is listed under each. Flag: the value against the norm's range, or its "
+    "mean ± 1 SD when it gives no range; rows outside are shaded. Norm —: none shipped (cephspine ships "
+    "only norms it checked against a named source; pass your own with norms=). Flag —: the norm has no "
+    "range. Norms depend on age, sex and population: see their sources below."
+)
+
+_PAIRS: tuple[tuple[str, str], ...] = (
+    ("Steiner", "Downs"),
+    ("Tweed", "Björk–Jarabak"),
+    ("McNamara", "Holdaway"),
+    ("Burstone–Legan", "Ricketts"),
+)
+"""The analyses side by side on the analyses page, row by row."""
+
+_GUTTER = 0.35 * cm
+
+
+def _analysis_block(
+    shown: str, rows: list[dict[str, Any]], needs: dict[str, str | None], st: Styles, width: float
+) -> list[Flowable]:
+    """One analysis: its heading, the table of its measures, and what it cannot have."""
+    from cephspine.geometry.analyses import format_measure, format_norm
+
+    mine = [r for r in rows if shown == r["analysis"] or shown in (r["also_in"] or "").split("; ")]
+    ok = [r for r in mine if r["status"] == "ok"]
+    out: list[Flowable] = [Paragraph(esc(shown), st.heading)]
+    if ok:
+        cells: list[list[Any]] = [[Paragraph(f"<b>{h}</b>", st.cell) for h in ("Measure", "Value", "Norm", "Flag")]]
+        flagged = []
+        for r in ok:
+            if r["flag"] in ("below", "above"):
+                flagged.append(len(cells))
+            flag = r["flag"] or ("—" if r["norm_source"] else "")
+            cells.append(
+                [
+                    Paragraph(esc(r["measure"]), st.cell),
+                    Paragraph(esc(format_measure(r["value"], r["unit"])), st.cell),
+                    Paragraph(esc(format_norm(r)), st.cell),
+                    Paragraph(f"<b>{esc(flag)}</b>" if r["flag"] in ("below", "above") else esc(flag), st.cell),
+                ]
+            )
+        fixed = [1.55 * cm, 2.15 * cm, 1.05 * cm]
+        t = table(cells, [width - sum(fixed), *fixed])
+        t.setStyle(TableStyle([("BACKGROUND", (0, i), (-1, i), FLAG_BG) for i in flagged]))
+        out.append(t)
+    lacking = [f"{r['measure']} (needs {needs[r['key']]})" for r in mine if r["status"] == "not available"]
+    undefined = [f"{r['measure']} ({r['note']})" for r in mine if r["status"] == "not computed"]
+    if undefined:
+        out.append(Paragraph(esc("Not computed: " + "; ".join(undefined) + "."), st.small))
+    if lacking:
+        out.append(Paragraph(esc("Not available from the ISBI landmarks: " + "; ".join(lacking) + "."), st.small))
+    return out
+
+
+def analyses(a: Analysis, st: Styles, norms: Any = None) -> list[Flowable]:
+    """The named cephalometric analyses (:func:`~cephspine.geometry.ceph_analyses`), two
+    side by side: per analysis a table of its measures (value, norm, flag) and the
+    measures it cannot have from the ISBI landmarks; then the sources of the norms."""
+    import pandas as pd
+
+    from cephspine.geometry.analyses import ANALYSIS_MEASURES, ceph_analyses
+
+    out: list[Flowable] = [Paragraph(f"Cephalometric analyses: {esc(a.image)}", st.heading)]
+    if a.prediction.spacing is None:
+        return [*out, Paragraph("Not computed: the analyses are in millimetres and need the pixel spacing.", st.body)]
+    table_ = ceph_analyses(a.prediction, norms=norms)
+    rows: list[dict[str, Any]] = [
+        {str(k): None if pd.isna(v) else v for k, v in r.items()} for r in table_.to_dict("records")
+    ]
+    needs = {m.key: m.needs for m in ANALYSIS_MEASURES}
+    out.append(Paragraph(esc(ANALYSES_NOTE), st.small))
+    half = (FRAME_WIDTH - _GUTTER) / 2
+    grid = [[_analysis_block(name, rows, needs, st, half) for name in pair] for pair in _PAIRS]
+    layout = Table(grid, colWidths=[half + _GUTTER, half], hAlign="LEFT")
+    layout.setStyle(layout_style(right=None))
+    out.append(layout)
+    sources: dict[str, str] = {}
+    for r in rows:
+        if r["status"] == "ok" and r["norm_source"]:
+            sources[r["norm_source"]] = r["norm_population"] or ""
+    if sources:
+        out.append(Paragraph("Sources of the norms", st.heading))
+        out += [Paragraph(esc(f"{src}. Population: {pop}" if pop else src), st.small) for src, pop in sources.items()]
+    return out

@@ -10,8 +10,10 @@ fits on one A4 page whenever its text allows:
 - spine: the tall narrow image takes the page's height, and the column holds everything
   else (provenance, Cobb angles, legend, low-confidence landmarks, warnings).
 
-What does not fit in the column continues below the image (and on a second page when a
-long list of warnings needs one).
+What does not fit in the column continues below the image (and on a further page when a
+long list of warnings needs one). A ceph report then starts a new page with the named
+cephalometric analyses (:func:`cephspine.reports.ceph.analyses`), so that it is two pages:
+the first as before, the second the analyses' tables with norms, flags and sources.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 from reportlab.lib.units import cm
-from reportlab.platypus import Flowable, Paragraph, Spacer, Table
+from reportlab.platypus import Flowable, PageBreak, Paragraph, Spacer, Table
 
 from cephspine.analysis import LOW_CONFIDENCE, Analysis, analyze
 from cephspine.errors import ImageReadError
@@ -83,13 +85,15 @@ def _metadata(a: Analysis) -> list[tuple[str, str]]:
         ("Pseudonym", a.pseudonym or "—"),
         ("Image size", f"{w} × {h} px (width × height)"),
         ("Pixel spacing", _spacing_text(a)),
-        ("Model", f"{p.model} version {p.model_version}"),
+        ("Landmarks from", p.provenance) if p.supplied else ("Model", f"{p.model} version {p.model_version}"),
         ("cephspine version", a.software_version or "unknown"),
         ("Analysis date", a.created or "unknown"),
         ("Report date", now()),
         (
             "Landmarks",
-            f"{len(p)}; mean confidence {float(np.mean(p.confidence)):.2f}, "
+            f"{len(p)}; no confidence (not detected)"
+            if p.supplied
+            else f"{len(p)}; mean confidence {float(np.mean(p.confidence)):.2f}, "
             f"{len(a.low_confidence)} below {LOW_CONFIDENCE:g}",
         ),
     ]
@@ -111,12 +115,13 @@ def _low_confidence_items(a: Analysis) -> list[str]:
 
 def _findings(a: Analysis, st: Styles, width: float) -> list[Flowable]:
     """Low-confidence landmarks, warnings, and the DICOM identifiers when the analysis has them."""
-    out: list[Flowable] = [
-        Paragraph(f"Low-confidence landmarks (confidence below {LOW_CONFIDENCE:g})", st.heading),
-        *bullets(_low_confidence_items(a), st, f"None: every landmark has confidence {LOW_CONFIDENCE:g} or more."),
-        Paragraph("Warnings", st.heading),
-        *bullets(list(a.warnings), st, "None."),
-    ]
+    out: list[Flowable] = []
+    if not a.prediction.supplied:  # a person's landmarks have no confidence
+        out += [
+            Paragraph(f"Low-confidence landmarks (confidence below {LOW_CONFIDENCE:g})", st.heading),
+            *bullets(_low_confidence_items(a), st, f"None: every landmark has confidence {LOW_CONFIDENCE:g} or more."),
+        ]
+    out += [Paragraph("Warnings", st.heading), *bullets(list(a.warnings), st, "None.")]
     if a.identifiers:  # the heading keeps with the table (keepWithNext)
         out += [Paragraph("DICOM identifiers", st.heading), key_values(sorted(a.identifiers.items()), st, width)]
     return out
@@ -139,7 +144,7 @@ def _split_column(items: list[Flowable], width: float, height: float) -> tuple[l
     return fit, []
 
 
-def _layout(a: Analysis, png: bytes, st: Styles) -> list[Flowable]:
+def _layout(a: Analysis, png: bytes, st: Styles, norms: Any = None) -> list[Flowable]:
     head: list[Flowable] = [
         Paragraph(f"cephspine report: {esc(KIND_TITLES.get(a.kind, a.kind))}", st.title),
         Paragraph(esc(a.image), st.subtitle),
@@ -171,11 +176,14 @@ def _layout(a: Analysis, png: bytes, st: Styles) -> list[Flowable]:
     fit, rest = _split_column(column, side_w, h + LEGEND_HEIGHT)
     row = Table([[image, fit]], colWidths=[w + _GAP, side_w], hAlign="LEFT")
     row.setStyle(layout_style())
-    return [*head, row, *rest, *below]
+    story = [*head, row, *rest, *below]
+    if a.kind == "ceph":
+        story += [PageBreak(), *ceph.analyses(a, st, norms)]
+    return story
 
 
-def write_report(analysis: Analysis, path: str | os.PathLike[str], *, image: ImageSource) -> Path:
-    """Write a one-image PDF report (one A4 page) of an analysis.
+def write_report(analysis: Analysis, path: str | os.PathLike[str], *, image: ImageSource, norms: Any = None) -> Path:
+    """Write a one-image PDF report of an analysis: one A4 page (spine), two (ceph).
 
     The report holds the radiograph (downscaled to at most
     :data:`~cephspine.reports.MAX_IMAGE_SIDE_PX` pixels) with the landmarks coloured by
@@ -188,7 +196,10 @@ def write_report(analysis: Analysis, path: str | os.PathLike[str], *, image: Ima
     severity); the low-confidence landmarks and every warning; the source file, pseudonym,
     image size, pixel spacing and its source, model and versions, dates; the research-use
     notice; and the DICOM identifiers only when ``analysis.identifiers`` is non-empty. It
-    takes one page unless a long list of warnings or identifiers needs a second.
+    takes one page unless a long list of warnings or identifiers needs a second. A ceph
+    report adds a page with the named cephalometric analyses (Steiner, Downs, Tweed,
+    Björk–Jarabak, McNamara, Holdaway, Burstone–Legan, Ricketts): each measure's value,
+    norm and flag, what the ISBI landmarks cannot give, and the sources of the norms.
 
     Args:
         analysis: the result of :func:`~cephspine.analyze`.
@@ -196,6 +207,8 @@ def write_report(analysis: Analysis, path: str | os.PathLike[str], *, image: Ima
             only when the new report is complete, and a failure leaves no file behind.
         image: the radiograph the analysis was made on: a path, an ``(H, W)`` array or
             a :class:`~cephspine.Radiograph` (read with :func:`~cephspine.load_image`).
+        norms: ceph: a norms table (CSV path or DataFrame) replacing the shipped norms of
+            the analyses by key (:func:`~cephspine.geometry.read_norms`).
 
     Returns:
         The path written.
@@ -203,7 +216,9 @@ def write_report(analysis: Analysis, path: str | os.PathLike[str], *, image: Ima
     Raises:
         ImageReadError: the image cannot be read, or its size differs from the one the
             analysis was made on.
-        InvalidArgumentError: the analysis has an unknown kind.
+        InvalidArgumentError: the analysis has an unknown kind, or ``norms`` is a bad
+            norms table.
+        InputNotFoundError: the ``norms`` file does not exist.
         OutputError: the PDF cannot be written, e.g. its folder does not exist (the
             message names ``path`` and the cause).
 
@@ -214,6 +229,10 @@ def write_report(analysis: Analysis, path: str | os.PathLike[str], *, image: Ima
     """
     check_kind(analysis.kind)
     check_target(path)
+    if norms is not None:
+        from cephspine.geometry.analyses import read_norms
+
+        norms = read_norms(norms)  # a bad table fails before the image is read
     rg = image if isinstance(image, Radiograph) else load_image(image)
     if rg.shape != tuple(analysis.prediction.image_shape):
         h, w = analysis.prediction.image_shape
@@ -223,7 +242,7 @@ def write_report(analysis: Analysis, path: str | os.PathLike[str], *, image: Ima
             f"{w} × {h} px; pass the radiograph the analysis was made on",
         )
     png = display_png(rg)
-    story = _layout(analysis, png, styles())
+    story = _layout(analysis, png, styles(), norms)
     footer = f"cephspine {analysis.software_version or ''} · {analysis.image}".replace("  ", " ")
 
     def render(fh: BinaryIO) -> None:
@@ -241,6 +260,8 @@ def report(
     spacing: SpacingLike = None,
     include_identifiers: bool = False,
     device: str = "auto",
+    norms: Any = None,
+    landmarks: Any = None,
 ) -> Analysis:
     """Analyse one radiograph and write its PDF report: :func:`~cephspine.analyze`, then
     :func:`write_report`.
@@ -254,6 +275,9 @@ def report(
         spacing: pixel spacing in mm overriding the file's (number or ``(row, col)``).
         include_identifiers: print the DICOM patient identifiers in the report.
         device: device for the default detector (``"auto"``, ``"cpu"``, ``"cuda"``).
+        norms: ceph: a norms table replacing the shipped norms of the analyses by key.
+        landmarks: landmarks a person supplied, used instead of detecting them (see
+            :func:`~cephspine.analyze`).
 
     Returns:
         The :class:`~cephspine.analysis.Analysis` the report shows.
@@ -266,7 +290,13 @@ def report(
     """
     check_kind(kind)
     check_target(path)
+    if norms is not None:
+        from cephspine.geometry.analyses import read_norms
+
+        norms = read_norms(norms)  # checked before the image is analysed
     rg = load_image(image, spacing=spacing)
-    analysis = analyze(rg, kind, detector=detector, include_identifiers=include_identifiers, device=device)
-    write_report(analysis, path, image=rg)
+    analysis = analyze(
+        rg, kind, detector=detector, include_identifiers=include_identifiers, device=device, landmarks=landmarks
+    )
+    write_report(analysis, path, image=rg, norms=norms)
     return analysis
