@@ -27,6 +27,14 @@ from scipy import ndimage
 REFRAMINGS = ("as_is", "fov_up_1", "fov_up_2", "fov_down_1", "fov_down_2", "zoom_out_0.8", "scale_0.85", "scale_1.15")
 
 
+FIELDS = (
+    "shift", "err_mm", "pred_deg", "true_deg", "pred_ends", "true_ends", "end_prob", "centre_prob", "beyond", "conf",
+)  # fmt: skip
+"""Per film and setting: level shift, corner errors (mm), predicted and true Cobb angles and
+end vertebrae, the first and last vertebra's centre probability, all 17 centre
+probabilities, the strongest peaks above and below the chain, the corner confidences."""
+
+
 def vertebra_height(xy68: np.ndarray) -> float:
     """Mean height of the 17 vertebrae (mean of their left and right edges), pixels."""
     q = xy68.reshape(17, 4, 2)  # TL, TR, BL, BR
@@ -78,43 +86,83 @@ def level_shift(pred68: np.ndarray, true68: np.ndarray, max_shift: int = 2) -> i
     return best
 
 
-def reframed(det: object, data: Path, ids: list[str]) -> None:
-    """Print the re-framed evaluation table (see the module docs)."""
+def reframed(det: object, data: Path, ids: list[str], save: Path | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """Predict every film in every re-framing; per setting, per film: the level shift,
+    the corner errors (mm), predicted and true Cobb angles and end vertebrae, and what the
+    chain's ends rest on (the centre probabilities of the first and last vertebra and of
+    the strongest peaks beyond them). Saved to ``save`` (``.npz``, keys
+    ``setting/field``) when given."""
     from cephspine.geometry import cobb_angles_batch
     from cephspine.io.datasets import AasceDataset
-    from cephspine.metrics import radial_errors, smape, spine_mm_scale
+    from cephspine.metrics import radial_errors, spine_mm_scale
 
     ds = AasceDataset(data)
     recs = [ds[i] for i in ids]
-    print("| setting | films | level-shifted | SDR 2 / 3 / 4 / 6 mm | MRE (mm) | Cobb SMAPE ", end="")
-    print("| end vertebrae right (PT / MT / TL) |")
-    print("|---|---|---|---|---|---|---|")
+    results: dict[str, dict[str, np.ndarray]] = {}
     for setting in REFRAMINGS:
-        shifts, errs, pa, ta, pe, te = [], [], [], [], [], []
+        rows: dict[str, list[object]] = {k: [] for k in FIELDS}
         for r in recs:
             img, xy = reframe(np.asarray(r.radiograph.pixels, dtype=np.float32), r.landmarks, setting)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 pred = det.predict(img)  # type: ignore[attr-defined]
-            shifts.append(level_shift(pred.xy_px, xy))
-            errs.append(radial_errors(pred.xy_px, xy) * spine_mm_scale(xy))
+            rows["shift"].append(level_shift(pred.xy_px, xy))
+            rows["err_mm"].append(radial_errors(pred.xy_px, xy) * spine_mm_scale(xy))
             pb = cobb_angles_batch(pred.xy_px[None], [img.shape[0]])
             tb = cobb_angles_batch(xy[None], [img.shape[0]])
-            pa.append(pb.angles_deg[0])
-            ta.append(tb.angles_deg[0])
-            pe.append(pb.end_vertebrae[0])
-            te.append(tb.end_vertebrae[0])
-        e = np.concatenate(errs)
-        sh = np.array(shifts)
-        ends = (np.array(pe) == np.array(te)).all(axis=-1).mean(axis=0)
+            rows["pred_deg"].append(pb.angles_deg[0])
+            rows["true_deg"].append(tb.angles_deg[0])
+            rows["pred_ends"].append(pb.end_vertebrae[0])
+            rows["true_ends"].append(tb.end_vertebrae[0])
+            peak = np.asarray(pred.meta["features"]["coarse_peak"])
+            rows["end_prob"].append([peak[0], peak[-1]])
+            rows["centre_prob"].append(peak.reshape(17, 4)[:, 0])
+            b = pred.meta["decoding"].get("beyond_ends", {})
+            rows["beyond"].append([b.get("above", np.nan), b.get("below", np.nan)])
+            rows["conf"].append(pred.confidence)
+        results[setting] = {k: np.asarray(v) for k, v in rows.items()}
+        print_table(results, [setting], header=setting == REFRAMINGS[0])
+    if save is not None:
+        flat = {f"{s}/{k}": v for s, d in results.items() for k, v in d.items()}
+        np.savez_compressed(save, ids=np.array(ids), **flat)
+    return results
+
+
+def print_table(results: dict[str, dict[str, np.ndarray]], settings: list[str], keep: np.ndarray | None = None,
+                header: bool = True) -> None:  # fmt: skip
+    """One table row per setting (films ``keep`` only, a boolean mask, when given)."""
+    from cephspine.metrics import smape
+
+    if header:
+        print("| setting | films | level-shifted | SDR 2 / 3 / 4 / 6 mm | MRE (mm) | Cobb SMAPE ", end="")
+        print("| end vertebrae right (PT / MT / TL) |")
+        print("|---|---|---|---|---|---|---|")
+    for setting in settings:
+        d = results[setting]
+        k = np.ones(len(d["shift"]), bool) if keep is None else keep
+        e = d["err_mm"][k].ravel()
+        sh = d["shift"][k]
+        ends = (d["pred_ends"][k] == d["true_ends"][k]).all(axis=-1).mean(axis=0)
         print(
-            f"| {setting} | {len(recs)} | {100 * np.mean(sh != 0):.1f} % (−: {np.sum(sh < 0)}, +: {np.sum(sh > 0)}) | "
+            f"| {setting} | {int(k.sum())} | {100 * np.mean(sh != 0):.1f} % "
+            + f"(−: {np.sum(sh < 0)}, +: {np.sum(sh > 0)}) | "
             + " / ".join(f"{100 * np.mean(e <= r):.1f}" for r in (2, 3, 4, 6))
-            + f" % | {e.mean():.2f} | {smape(np.array(pa), np.array(ta)):.2f} % | "
+            + f" % | {e.mean():.2f} | {smape(d['pred_deg'][k], d['true_deg'][k]):.2f} % | "
             + " / ".join(f"{100 * v:.0f} %" for v in ends)
             + " |",
             flush=True,
         )
+
+
+def load_results(path: Path) -> tuple[list[str], dict[str, dict[str, np.ndarray]]]:
+    """What :func:`reframed` saved: the film ids and the per-setting results."""
+    z = np.load(path)
+    results: dict[str, dict[str, np.ndarray]] = {}
+    for key in z.files:
+        if "/" in key:
+            setting, field = key.split("/", 1)
+            results.setdefault(setting, {})[field] = z[key]
+    return [str(i) for i in z["ids"]], results
 
 
 def main() -> None:
@@ -123,6 +171,15 @@ def main() -> None:
     ap.add_argument("--model", default="spine")
     ap.add_argument("--reframe", action="store_true", help="also evaluate the films re-framed (see the module docs)")
     ap.add_argument("--max-images", type=int, default=None, help="the first N held-out images only")
+    ap.add_argument("--no-end-prior", action="store_true", help="decode without the model's end prior")
+    ap.add_argument("--save", type=Path, default=None, help="--reframe: save the per-film results (.npz)")
+    ap.add_argument(
+        "--show",
+        type=Path,
+        default=None,
+        help="print the tables of results saved with --save (all films, then the films no film of whose "
+        "case was trained on) instead of predicting",
+    )
     args = ap.parse_args()
 
     from cephspine import Detector
@@ -130,13 +187,22 @@ def main() -> None:
     from cephspine.geometry import COBB_CURVES, cobb_angles
     from cephspine.io.datasets import AasceDataset
     from cephspine.metrics import smape
-    from cephspine.training.spine import split_spine
+    from cephspine.training.spine import case_of, split_spine
 
-    _, val_ids, excluded = split_spine(args.data)
+    train_ids, val_ids, excluded = split_spine(args.data)
     val_ids = val_ids[: args.max_images]
-    det = Detector.from_pretrained(args.model, device="cpu")
+    if args.show is not None:
+        ids, results = load_results(args.show)
+        seen = {case_of(i) for i in train_ids}
+        unseen = np.array([case_of(i) not in seen for i in ids])
+        print(f"all {len(ids)} held-out films:")
+        print_table(results, [s for s in REFRAMINGS if s in results])
+        print(f"\nthe {int(unseen.sum())} held-out films no film of whose case was trained on:")
+        print_table(results, [s for s in REFRAMINGS if s in results], keep=unseen)
+        return
+    det = Detector.from_pretrained(args.model, device="cpu", **({"end_prior": False} if args.no_end_prior else {}))
     if args.reframe:
-        reframed(det, args.data, val_ids)
+        reframed(det, args.data, val_ids, args.save)
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

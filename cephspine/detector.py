@@ -21,6 +21,7 @@ from cephspine.errors import (
     DeviceError,
     ExperimentalModelWarning,
     InvalidArgumentError,
+    LevelWarning,
     LowConfidenceWarning,
     ModelLoadError,
     RegistrationWarning,
@@ -46,6 +47,7 @@ from cephspine.preprocess import normalize_intensity
 from cephspine.radiograph import Radiograph, Spacing
 from cephspine.registration import Template, register, warp_to_template
 from cephspine.registry import TEMPLATE_FILE, WEIGHTS_FILE, experimental_status, read_card, resolve
+from cephspine.vertebrae import LevelRules, chain_doubt
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +155,8 @@ class Detector:
         prediction says so in its warnings."""
         reg = card.get("registration", {})
         self.register_below_peak = float(reg.get("auto_below_mean_coarse_peak", 0.0))
+        self.level_rules = LevelRules.from_dict(card["levels"]) if "levels" in card else None
+        """Vertebra models: when the chain's ends are not found or ambiguous (card ``levels``)."""
 
     @property
     def name(self) -> str:
@@ -312,7 +316,8 @@ class Detector:
         timings["preprocess_s"] = time.perf_counter() - t
         t = time.perf_counter()
         mirror = False
-        c_all, p_all = coarse_stage(self.coarse, coarse_img, cfg, self.device, fine.size_hw)
+        ends: list[dict[str, float]] = []
+        c_all, p_all = coarse_stage(self.coarse, coarse_img, cfg, self.device, fine.size_hw, info=ends)
         c_xy, c_peak = c_all[0], p_all[0]
         facing: dict[str, Any] = {"peak": float(c_peak.mean()), "mirror_peak": None}
         # the mirror image runs only when the film is not clearly facing the training direction
@@ -346,6 +351,8 @@ class Detector:
         conf = self.calibrator(feats) if self.calibrator is not None else np.clip(r_peak, 0.0, 1.0)
         if self.card.get("anatomy") == "spine":
             conf = self._spine_sanity(xy, conf, rg.name, msgs)
+            if self.level_rules is not None and ends and not mirror:
+                conf = self._spine_levels(c_peak, ends[0], conf, rg.name, msgs)
         low = [n for n, c in zip(self.names, conf) if c < LOW_CONFIDENCE]
         if low:
             msgs.append(f"{rg.name}: low confidence for {', '.join(low)}")
@@ -370,7 +377,11 @@ class Detector:
                 "registration": registration,
                 "spacing_source": rg.spacing_source,
                 "timings": timings,
-                "decoding": {"end_prior": cfg.end_prior is not None, "refine_flip": cfg.refine_flip},
+                "decoding": {
+                    "end_prior": cfg.end_prior is not None,
+                    "refine_flip": cfg.refine_flip,
+                    **({"beyond_ends": ends[0]} if ends and not mirror else {}),
+                },
                 "features": {
                     "refine_peak": r_peak.tolist(),
                     "coarse_peak": c_peak.tolist(),
@@ -401,6 +412,34 @@ class Detector:
         names = [v for v, f in zip(VERTEBRAE, flagged) if f]
         msgs.append(f"{name}: implausible vertebra shape or order for {', '.join(names)}")
         warn_caller(msgs[-1], AnatomyWarning)
+        return conf.ravel()
+
+    def _spine_levels(
+        self, c_peak: np.ndarray, ends: dict[str, float], conf: np.ndarray, name: str, msgs: list[str]
+    ) -> np.ndarray:
+        """Say when the chain cannot be trusted (:func:`cephspine.vertebrae.chain_doubt`):
+        vertebrae not found get a confidence of at most half the low-confidence threshold,
+        and every confidence of a doubtful chain is scaled by the rules' factor (the names
+        come from counting, so they may all be shifted); a :class:`LevelWarning` says why."""
+        from cephspine.anatomy import VERTEBRAE
+
+        assert self.level_rules is not None
+        n = len(VERTEBRAE)
+        prob = np.asarray(c_peak, dtype=np.float64).reshape(n, 4)[:, 0]
+        doubt = chain_doubt(prob, ends["above"], ends["below"], self.level_rules)
+        if not doubt.any:
+            return conf
+        conf = conf.copy().reshape(n, 4) * self.level_rules.doubt_confidence
+        parts = []
+        if doubt.missing:
+            conf[list(doubt.missing)] = np.minimum(conf[list(doubt.missing)], LOW_CONFIDENCE / 2)
+            names = ", ".join(VERTEBRAE[i] for i in doubt.missing)
+            parts.append(f"{names} not found in the film (cut off, covered or missed; their corners are placeholders)")
+        ends_ = [w for w, f in (("above T1", doubt.ambiguous_top), ("below L5", doubt.ambiguous_bottom)) if f]
+        if ends_:
+            parts.append(f"a vertebra-like peak {' and '.join(ends_)} is almost as strong as the chain's end")
+        msgs.append(f"{name}: vertebra levels uncertain: {'; '.join(parts)}; every vertebra name may be shifted")
+        warn_caller(msgs[-1], LevelWarning)
         return conf.ravel()
 
     def _registered_coarse(

@@ -284,18 +284,20 @@ def coarse_stage(
     cfg: StageConfig,
     device: torch.device | str = "cpu",
     valid_hw: tuple[int, int] | None = None,
+    info: list[dict[str, float]] | None = None,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Coarse positions in **fine** pixels ``(B, N, 2)`` and heatmap peaks ``(B, N)`` (for
     a vertebra model: the centre probability of each corner's vertebra).
 
     ``valid_hw``: the fine image's unpadded size; heatmap pixels over the padding are
-    ignored by the arg-max.
+    ignored by the arg-max. ``info`` (vertebra models): receives the decoder's notes on the
+    chain's ends, one dict per image (see :func:`~cephspine.vertebrae.decode_vertebrae`).
     """
     hm = net(_net_input(coarse_imgs, device))
     if cfg.coarse_target == "vertebrae":
         grid_hw = None if valid_hw is None else (-(-valid_hw[0] // cfg.coarse_pool), -(-valid_hw[1] // cfg.coarse_pool))
         xy, peak = decode_vertebrae(
-            hm, cfg.n_landmarks // 4, grid_hw, end_prior=cfg.end_prior, end_weight=cfg.end_prior_weight
+            hm, cfg.n_landmarks // 4, grid_hw, end_prior=cfg.end_prior, end_weight=cfg.end_prior_weight, info=info
         )
         return coarse_to_fine(xy, cfg.coarse_pool), peak
     if valid_hw is not None:

@@ -17,6 +17,9 @@ whether a strong peak just above T1 (C7) or just below L5 (S1) belongs to the ch
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 import torch
@@ -103,14 +106,22 @@ def vertebra_loss(
     The heatmap term is the penalty-reduced focal loss of CenterNet (Zhou et al., 2019),
     normalised by the number of centres; the offset term is supervised at the 3 × 3 pixels
     around each centre, so a peak one pixel off still reads good corners.
+
+    A vertebra whose centre lies outside the grid (moved out of view by a framing
+    augmentation) is no target: no peak is asked for it anywhere, and its offsets are not
+    supervised.
     """
     b, _, h, w = out.shape
     ctr = _centres(xy)
     v = ctr.shape[1]
+    seen = (ctr[..., 0] > -0.5) & (ctr[..., 0] < w - 0.5) & (ctr[..., 1] > -0.5) & (ctr[..., 1] < h - 0.5)
     ci = torch.stack([ctr[..., 0].round().clamp(0, w - 1), ctr[..., 1].round().clamp(0, h - 1)], -1)
     ys = torch.arange(h, dtype=xy.dtype).view(1, 1, h, 1)
     xs = torch.arange(w, dtype=xy.dtype).view(1, 1, 1, w)
     g = torch.exp(-((xs - ci[..., 0, None, None]) ** 2 + (ys - ci[..., 1, None, None]) ** 2) / (2 * sigma**2))
+    all_seen = bool(seen.all())
+    if not all_seen:
+        g = g * seen[..., None, None].to(g.dtype)
     target = g.amax(dim=1)  # (B, H, W)
     logit = out[:, 0]
     pos = target >= 1.0 - 1e-6
@@ -126,7 +137,12 @@ def vertebra_loss(
     flat = (pix[..., 1] * w + pix[..., 0]).long().view(b, 1, -1)  # (B, 1, V*9)
     pred = out[:, 1:LEVEL_CHANNEL].flatten(2).gather(2, flat.expand(b, 2 * N_CORNERS, flat.shape[-1]))  # (B, 8, V*9)
     pred = pred.view(b, N_CORNERS, 2, v, 9).permute(0, 3, 4, 1, 2)
-    loss = heat + offset_weight * F.l1_loss(pred, tgt)
+    if all_seen:
+        off_loss = F.l1_loss(pred, tgt)
+    else:
+        keep = seen[:, :, None, None, None].expand_as(tgt)
+        off_loss = (pred - tgt).abs()[keep].mean() if bool(keep.any()) else pred.sum() * 0.0
+    loss = heat + offset_weight * off_loss
     if out.shape[1] > LEVEL_CHANNEL:
         lv, mk = zip(*(level_targets(c, h, w) for c in ctr.detach().double().numpy()))
         level = (torch.as_tensor(np.stack(lv), dtype=out.dtype) - (v - 1) / 2) / VertebraCentreNet.level_unit
@@ -145,9 +161,15 @@ def decode_vertebrae(
     min_prob: float = CANDIDATE_MIN_PROB,
     end_prior: tuple[float, float, float, float] | None = None,
     end_weight: float = END_PRIOR_WEIGHT,
+    info: list[dict[str, float]] | None = None,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Corners ``(B, 4 n, 2)`` in grid pixels and per-corner scores ``(B, 4 n)`` (the
     centre-heatmap probability of the corner's vertebra).
+
+    ``info``: when given, one dict per image is appended with what the chain's ends rest
+    on: ``above`` and ``below``, the probability of the strongest peak above the first
+    vertebra and below the last one (0 when none); a strong peak beyond an end is a
+    vertebra the chain could equally have started or ended with.
 
     ``valid_hw``: the unpadded grid size; peaks over the padding are ignored. When fewer than
     ``n_vertebrae`` peaks exist, the strongest remaining pixels fill in (with their low scores).
@@ -196,6 +218,12 @@ def decode_vertebrae(
         base = torch.stack([ix, iy], -1).double()[:, None, :]
         xy[k] = (base + off).reshape(-1, 2).numpy()
         score[k] = np.repeat(prob[k, 0, iy, ix].double().numpy(), N_CORNERS)
+        if info is not None:
+            pk = peaks[k, 0]
+            top, bottom = int(iy.min()), int(iy.max())
+            above = float(pk[:top].max()) if top > 0 else 0.0
+            below = float(pk[bottom + 1 :].max()) if bottom + 1 < h else 0.0
+            info.append({"above": above, "below": below})
     return xy, score
 
 
@@ -320,3 +348,70 @@ def vertebra_frames(
         width = 0.5 * np.linalg.norm(d, axis=1)
         scale = np.clip(width / max_width, 1.0, MAX_FRAME_SCALE)
     return ctr, rotation_scale(ang, scale)
+
+
+@dataclass(frozen=True)
+class LevelRules:
+    """When a decoded chain cannot be trusted (a model card's ``levels``, fitted on
+    held-out predictions; see docs/models/spine.md).
+
+    Attributes:
+        found_min_prob: a vertebra of the chain whose centre probability is below this was
+            not found: the film does not show it clearly (cut off at an end, covered, or a
+            gap in the chain), its corners are placeholders, and since vertebrae are named by
+            counting, every name may be shifted.
+        ambiguous_ratio: a peak beyond an end of the chain (above the first vertebra or below
+            the last) with at least this times that vertebra's probability makes the chain's
+            levels ambiguous: it could as well start or end there. ``None``: not checked.
+        doubt_confidence: confidences of a doubtful chain (either finding) are multiplied by
+            this (the share of such held-out films whose levels were right).
+    """
+
+    found_min_prob: float
+    ambiguous_ratio: float | None
+    doubt_confidence: float
+
+    def __post_init__(self) -> None:
+        ratio_ok = self.ambiguous_ratio is None or self.ambiguous_ratio > 0
+        if not (0 <= self.found_min_prob < 1 and ratio_ok and 0 <= self.doubt_confidence <= 1):
+            raise ValueError(f"invalid level rules {self}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LevelRules:
+        r = d.get("ambiguous_ratio")
+        return cls(float(d["found_min_prob"]), None if r is None else float(r), float(d["doubt_confidence"]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "found_min_prob": self.found_min_prob,
+            "ambiguous_ratio": self.ambiguous_ratio,
+            "doubt_confidence": self.doubt_confidence,
+        }
+
+
+@dataclass(frozen=True)
+class ChainDoubt:
+    """What :func:`chain_doubt` found: the vertebrae (indices, top to bottom) not found,
+    and whether either end is ambiguous."""
+
+    missing: tuple[int, ...] = ()
+    ambiguous_top: bool = False
+    ambiguous_bottom: bool = False
+
+    @property
+    def any(self) -> bool:
+        return bool(self.missing or self.ambiguous_top or self.ambiguous_bottom)
+
+
+def chain_doubt(vertebra_prob: npt.ArrayLike, above: float, below: float, rules: LevelRules) -> ChainDoubt:
+    """Doubts about a decoded chain from its vertebrae's centre probabilities ``(V,)`` (top
+    to bottom) and the strongest peaks ``above`` and ``below`` it (the decoder's notes,
+    :func:`decode_vertebrae`)."""
+    p = np.asarray(vertebra_prob, dtype=np.float64)
+    missing = tuple(int(i) for i in np.flatnonzero(p < rules.found_min_prob))
+    r = rules.ambiguous_ratio
+    return ChainDoubt(
+        missing=missing,
+        ambiguous_top=r is not None and 0 not in missing and above >= r * p[0],
+        ambiguous_bottom=r is not None and len(p) - 1 not in missing and below >= r * p[-1],
+    )

@@ -236,7 +236,9 @@ def test_detector_follows_the_cards_end_prior_and_flip_unless_asked_not_to(tmp_p
         for det, used in ((on, (True, True)), (off, (False, True)), (plain, (True, False))):
             pred = det.predict(img)
             assert pred.xy_px.shape == (68, 2) and np.isfinite(pred.xy_px).all()
-            assert pred.meta["decoding"] == {"end_prior": used[0], "refine_flip": used[1]}
+            dec = pred.meta["decoding"]
+            assert (dec["end_prior"], dec["refine_flip"]) == used
+            assert set(dec["beyond_ends"]) == {"above", "below"}
         with pytest.raises(TypeError, match="end_prior must be True or False"):
             cephspine.Detector.from_pretrained(d, device="cpu", end_prior=SPINE_PRIOR.end_prior)  # type: ignore[arg-type]
     # the file on disk is untouched

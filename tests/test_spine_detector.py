@@ -99,3 +99,55 @@ def test_by_vertebra_refuses_ceph_predictions(tiny_model_dir: Path) -> None:
         pred = det.predict(np.random.default_rng(0).uniform(0, 1, (120, 100)).astype(np.float32), spacing=0.5)
     with pytest.raises(ValueError, match="68 spine corners"):
         pred.by_vertebra()
+
+
+def test_chain_doubt_finds_missing_and_ambiguous_ends() -> None:
+    from cephspine.vertebrae import LevelRules, chain_doubt
+
+    rules = LevelRules(found_min_prob=0.2, ambiguous_ratio=0.5, doubt_confidence=0.6)
+    p = np.full(17, 0.9)
+    assert not chain_doubt(p, above=0.1, below=0.1, rules=rules).any
+    d = chain_doubt(p, above=0.5, below=0.1, rules=rules)
+    assert d.ambiguous_top and not d.ambiguous_bottom and d.missing == ()
+    p[[0, 1, 8]] = 0.05  # T1, T2 and T9 placeholders; no peak above T1 is compared with a placeholder
+    d = chain_doubt(p, above=0.8, below=0.8, rules=rules)
+    assert (d.missing, d.ambiguous_top, d.ambiguous_bottom) == ((0, 1, 8), False, True)
+    off = LevelRules(found_min_prob=0.2, ambiguous_ratio=None, doubt_confidence=0.6)
+    assert not chain_doubt(np.full(17, 0.9), 0.9, 0.9, off).any
+    assert LevelRules.from_dict(off.to_dict()) == off
+    with pytest.raises(ValueError, match="invalid level rules"):
+        LevelRules(found_min_prob=0.2, ambiguous_ratio=0.5, doubt_confidence=1.5)
+
+
+def test_a_chain_that_cannot_be_trusted_warns_and_lowers_confidence(tmp_path: Path) -> None:
+    """With ``levels`` rules in the card, vertebrae not found get a low confidence and a
+    doubtful chain's confidences are scaled, with a LevelWarning naming the vertebrae."""
+    import dataclasses
+    import json
+
+    from cephspine.errors import LevelWarning
+
+    cfg = dataclasses.replace(SPINE_TINY, coarse_target="vertebrae", refine_target="vertebrae")
+    d = build_model_dir(tmp_path / "lv", cfg, anatomy="spine", landmarks=list(SPINE_LANDMARKS), detect_facing=False)
+    card = json.loads((d / "card.json").read_text())
+    card["levels"] = {"found_min_prob": 0.5, "ambiguous_ratio": 0.5, "doubt_confidence": 0.5}
+    (d / "card.json").write_text(json.dumps(card))
+    det = cephspine.Detector.from_pretrained(d, device="cpu")
+    peak = np.repeat(np.r_[[0.1, 0.2], np.full(15, 0.9)], 4)
+    conf = np.full(68, 0.8)
+    msgs: list[str] = []
+    with pytest.warns(LevelWarning, match="T1, T2 not found in the film"):
+        out = det._spine_levels(peak, {"above": 0.0, "below": 0.0}, conf, "s.png", msgs)
+    np.testing.assert_allclose(out, np.r_[np.full(8, 0.15), np.full(60, 0.4)])
+    assert msgs[0].startswith("s.png: ") and "may be shifted" in msgs[0]
+    peak = np.full(68, 0.9)
+    with pytest.warns(LevelWarning, match="below L5 is almost as strong"):
+        out = det._spine_levels(peak, {"above": 0.1, "below": 0.6}, conf, "s.png", msgs)
+    np.testing.assert_allclose(out, 0.4)
+    assert det._spine_levels(peak, {"above": 0.1, "below": 0.1}, conf, "s.png", msgs) is conf
+    img = np.random.default_rng(3).uniform(0, 1, (700, 260)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pred = det.predict(img)  # random weights: weak peaks everywhere, so the rules fire
+    assert "beyond_ends" in pred.meta["decoding"]
+    assert any("vertebra levels uncertain" in w for w in pred.warnings)

@@ -61,3 +61,31 @@ def test_field_of_view_moves_by_vertebra_heights() -> None:
     np.testing.assert_allclose(down - xy, [[0, -30]] * 68)
     with pytest.raises(ValueError, match="unknown re-framing"):
         bench.reframe(dots_image(xy), xy, "tilt_5")
+
+
+def test_saved_results_read_back_and_tabulate_any_subset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--save`` keeps every film's numbers so that subsets (e.g. films of unseen cases)
+    can be tabulated later with ``--show``."""
+    rng = np.random.default_rng(0)
+    n = 4
+    d = {
+        "shift": np.array([0, 1, 0, -1]),
+        "err_mm": rng.uniform(0, 8, (n, 68)),
+        "pred_deg": rng.uniform(5, 40, (n, 3)),
+        "true_deg": rng.uniform(5, 40, (n, 3)),
+        "pred_ends": np.zeros((n, 3, 2), int),
+        "true_ends": np.zeros((n, 3, 2), int),
+        "end_prob": rng.uniform(0, 1, (n, 2)),
+        "beyond": rng.uniform(0, 1, (n, 2)),
+        "conf": rng.uniform(0, 1, (n, 68)),
+    }
+    flat = {f"as_is/{k}": v for k, v in d.items()}
+    np.savez_compressed(tmp_path / "r.npz", ids=np.array(list("abcd")), **flat)
+    ids, results = bench.load_results(tmp_path / "r.npz")
+    assert ids == list("abcd") and set(results) == {"as_is"}
+    np.testing.assert_array_equal(results["as_is"]["err_mm"], d["err_mm"])
+    bench.print_table(results, ["as_is"], keep=np.array([True, False, True, False]))
+    row = capsys.readouterr().out.splitlines()[-1]
+    assert row.startswith("| as_is | 2 | 0.0 % (−: 0, +: 0) |")
+    bench.print_table(results, ["as_is"], header=False)
+    assert "| as_is | 4 | 50.0 % (−: 1, +: 1) |" in capsys.readouterr().out

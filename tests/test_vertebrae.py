@@ -188,3 +188,30 @@ def test_drop_level_channel_keeps_the_other_outputs() -> None:
         torch.testing.assert_close(without(img), with_levels(img)[:, :9])
     with pytest.raises(ValueError, match="level channel"):
         drop_level_channel(without.state_dict())
+
+
+def test_a_vertebra_out_of_view_is_no_target() -> None:
+    """A framing augmentation can move a vertebra off the grid: its clamped centre must not
+    ask for a peak on the border, and its offsets are not supervised."""
+    corners = _spine()
+    out = _ideal_output(corners[4:])  # the network sees vertebrae 2…V only
+    moved = corners.copy()
+    moved[:4, 1] -= 20.0  # vertebra 1's centre above the top edge
+    xy = torch.tensor(moved[None], dtype=torch.float32)
+    loss_out = float(vertebra_loss(out, xy, sigma=1.5))
+    assert loss_out == pytest.approx(float(vertebra_loss(out, xy[:, 4:], sigma=1.5)), rel=1e-6)
+    # an output that does put a peak on the border where the clamped centre lies is worse
+    border = out.clone()
+    cx = int(np.round(moved[:4, 0].mean()))
+    border[0, 0, 0, cx] = 6.0
+    assert float(vertebra_loss(border, xy, sigma=1.5)) > loss_out + 0.1
+
+
+def test_decode_reports_the_strongest_peaks_beyond_the_chain() -> None:
+    corners = _spine()
+    out = _ideal_output(corners)
+    out[0, 0, 1, 20] = 1.0  # a weaker peak above the first vertebra (sigmoid 0.73)
+    info: list[dict[str, float]] = []
+    decode_vertebrae(out, V, info=info)
+    assert info[0]["above"] == pytest.approx(float(torch.sigmoid(torch.tensor(1.0))), abs=1e-6)
+    assert info[0]["below"] == pytest.approx(float(torch.sigmoid(torch.tensor(-8.0))), abs=1e-6)

@@ -15,19 +15,32 @@ from cephspine.preprocess import pixel_affine_to_theta, rotation_scale
 class GeometricAugment:
     """Random affine augmentation of the coarse stage's training images: rotation within
     ±``max_rot_deg``, isotropic scale in ``scale_range``, translation within ±``shift_px``
-    coarse pixels per axis. The defaults are the paper's (±2°, 0.9–1.1, ±10 px).
+    coarse pixels per axis (vertically within ±``shift_y_px`` when that is set: a *framing*
+    augmentation moves the field of view up or down by whole vertebrae). The defaults are
+    the paper's (±2°, 0.9–1.1, ±10 px).
 
     The scale maps output to source pixels: a value above 1 shrinks the image content
-    (zooms out), below 1 enlarges it."""
+    (zooms out, black padding all round), below 1 enlarges it. Landmarks carried outside
+    the image by the transform stay in the landmark array; losses that must not see them
+    mask them (:func:`cephspine.vertebrae.vertebra_loss`)."""
 
     max_rot_deg: float = 2.0
     scale_range: tuple[float, float] = (0.9, 1.1)
     shift_px: float = 10.0
+    shift_y_px: float | None = None
 
     def __post_init__(self) -> None:
         lo, hi = self.scale_range
-        if not (0 < lo <= hi) or self.max_rot_deg < 0 or self.shift_px < 0:
-            raise ValueError(f"invalid augmentation {self}: need 0 < scale low <= high, rotation and shift >= 0")
+        sy = self.shift_px if self.shift_y_px is None else self.shift_y_px
+        if not (0 < lo <= hi) or self.max_rot_deg < 0 or self.shift_px < 0 or sy < 0:
+            raise ValueError(f"invalid augmentation {self}: need 0 < scale low <= high, rotation and shifts >= 0")
+
+    def random_shift(self, rng: np.random.Generator, n: int) -> torch.Tensor:
+        """``(n, 2)`` random shifts ``(dx, dy)`` in coarse pixels."""
+        sy = self.shift_px if self.shift_y_px is None else self.shift_y_px
+        dx = rng.uniform(-self.shift_px, self.shift_px, n)
+        dy = rng.uniform(-sy, sy, n)
+        return torch.tensor(np.stack([dx, dy], axis=1), dtype=torch.float32)
 
 
 def random_linear(

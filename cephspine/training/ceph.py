@@ -133,11 +133,13 @@ def run_stage(
     stage: str, build: Any, data: Path, out: Path, cfg: StageConfig, train_ids: list[str], val_ids: list[str],
     *, epochs: int, steps: int, flip_perm: np.ndarray | None = None, init: Path | None = None,
     lr: float = 1e-3, geometry: GeometricAugment | None = None,
+    refine_scale: tuple[float, float] = (0.9, 1.1),
 ) -> None:  # fmt: skip
     """Train one stage (``"coarse"`` or ``"refine"``) in run folder ``out``; ``build`` makes
     the data cache (``build(data, ids, cfg, cache_file)``); ``init`` (weights to start
     from) and ``lr`` (peak learning rate) apply to the stage trained; ``geometry`` is the
-    coarse stage's geometric augmentation (default :class:`GeometricAugment`)."""
+    coarse stage's geometric augmentation (default :class:`GeometricAugment`),
+    ``refine_scale`` the vertebra refinement's random patch scale."""
     t0 = time.time()
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
@@ -147,7 +149,7 @@ def run_stage(
         val = build(data, val_ids, cfg, out / "cache_val.pt")
         train_coarse(train, val, cfg, out, epochs=epochs, flip_perm=flip_perm, init=init, lr=lr, geometry=geometry)
     else:
-        train_refine(train, cfg, out, steps=steps, init=init, lr=lr)
+        train_refine(train, cfg, out, steps=steps, init=init, lr=lr, scale_range=refine_scale)
 
 
 def _save(path: Path, **state: Any) -> None:
@@ -270,7 +272,11 @@ def augmented_coarse(
     if augment:
         g = geometry or GeometricAugment()
         lin = random_linear(rng, b, g.max_rot_deg, g.scale_range)
-        shift = torch.tensor(rng.uniform(-g.shift_px, g.shift_px, (b, 2)), dtype=torch.float32)
+        shift = (
+            g.random_shift(rng, b)
+            if g.shift_y_px is not None
+            else torch.tensor(rng.uniform(-g.shift_px, g.shift_px, (b, 2)), dtype=torch.float32)
+        )
         x, xy = warp_about_centre(x, xy, lin, shift)
         x = random_intensity(rng, x)
     return x, torch.tensor(xy, dtype=torch.float32)
@@ -308,14 +314,19 @@ def refine_batch(
 
 
 def vertebra_refine_batch(
-    cache: CephCache, rng: np.random.Generator, cfg: StageConfig, batch: int
+    cache: CephCache,
+    rng: np.random.Generator,
+    cfg: StageConfig,
+    batch: int,
+    scale_range: tuple[float, float] = (0.9, 1.1),
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Patches of whole vertebrae, their four corner targets and which targets count.
 
     Every vertebra of ``batch // n_vertebrae`` random images (at least one). Each patch is
     framed as at inference (:func:`~cephspine.vertebrae.vertebra_frames`) from the true
     corners, then its centre is shifted (s.d. ``cfg.refine_offset_sd_px``), its angle
-    turned (s.d. ``cfg.refine_angle_sd_deg``) and its scale changed (0.9–1.1) at random,
+    turned (s.d. ``cfg.refine_angle_sd_deg``) and its scale changed (``scale_range``; above 1
+    the vertebra looks smaller) at random,
     as the coarse stage's errors would; half of the patches are mirrored (TL ↔ TR, BL ↔ BR).
 
     Returns ``(B, 1, p, p)`` patches, ``(B, 4, p, p)`` Gaussian targets and a ``(B, 4)``
@@ -332,7 +343,7 @@ def vertebra_refine_batch(
         q = cache.xy_fine[i].reshape(n_v, 4, 2)
         ctr, lin = vertebra_frames(q.reshape(-1, 2), cfg.refine_max_width_px)
         ctr = ctr + np.clip(rng.normal(0, cfg.refine_offset_sd_px, (n_v, 2)), -lim, lim)
-        jitter = random_linear(rng, n_v, 0.0, (0.9, 1.1)).numpy()
+        jitter = random_linear(rng, n_v, 0.0, scale_range).numpy()
         ang = np.deg2rad(rng.normal(0, cfg.refine_angle_sd_deg, n_v))
         lin = lin @ rotation_scale(ang) @ jitter
         patches.append(crop_patches(cache.fine[i].float(), ctr, p, torch.as_tensor(lin)))
@@ -449,9 +460,11 @@ def train_refine(
     seed: int = 1,
     ckpt_every: int = 50,
     init: Path | None = None,
+    scale_range: tuple[float, float] = (0.9, 1.1),
 ) -> Path:
     """Train the refinement stage for ``steps`` steps (resuming from ``out/refine_ckpt.pt``);
-    a new run starts from the weights in ``init`` when given."""
+    a new run starts from the weights in ``init`` when given. ``scale_range``: the random
+    scale of vertebra patches (:func:`vertebra_refine_batch`)."""
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "refine_ckpt.pt"
     net, opt, start, rng = _start(ckpt, cfg.build_refine, lr, seed, "step")
@@ -463,7 +476,7 @@ def train_refine(
         for g in opt.param_groups:
             g["lr"] = _lr(lr, step / steps)
         if cfg.refine_target == "vertebrae":
-            x, y, inside = vertebra_refine_batch(train, rng, cfg, batch)
+            x, y, inside = vertebra_refine_batch(train, rng, cfg, batch, scale_range)
             loss = refine_loss(net(x).flatten(0, 1).flatten(1), y.flatten(0, 1).flatten(1), inside.flatten())
         else:
             x, y, lm = refine_batch(train, rng, cfg, batch)

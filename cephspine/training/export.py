@@ -190,6 +190,41 @@ def render_model_card(card: dict[str, Any]) -> str:
                 f"| {v['calibration_gap_pts']:.1f} |"
                 for k, v in m["perturbed"].items()
             ]
+        if "framing" in m:
+            lines += [
+                "",
+                "The held-out films re-framed (`benchmarks/spine_accuracy.py --reframe`: field of view moved by one "
+                "or two vertebra heights, zoomed out, content scaled); level-shifted = the predicted chain fits the "
+                "truth better shifted by one or more vertebrae:",
+                "",
+                "| setting | level-shifted | SDR 2 mm | MRE (mm) | Cobb SMAPE |",
+                "|---|---|---|---|---|",
+            ] + [
+                f"| {k} | {v['level_shifted_pct']:.1f} % | {v['sdr_2mm_pct']:.1f} % | {v['mre_mm']:.2f} "
+                f"| {v['cobb_smape_pct']:.2f} % |"
+                for k, v in m["framing"].items()
+            ]
+    if "levels" in card:
+        lv = card["levels"]
+        ratio = lv.get("ambiguous_ratio")
+        cf = lv.get("cross_fitted", {})
+        lines += [
+            "",
+            "## Vertebra levels",
+            "",
+            f"A chain with a vertebra whose centre probability is below {lv['found_min_prob']:g} (not found: cut "
+            "off, covered or missed)"
+            + (f", or with a peak beyond an end at least {ratio:g} times as strong as that end," if ratio else "")
+            + " gets a `LevelWarning`; those corners get a confidence of at most 0.15 and every other confidence "
+            f"is multiplied by {lv['doubt_confidence']:g} (the share of such held-out films whose levels were "
+            "right).",
+        ]
+        if cf:
+            s_, r_ = cf["shifted_flagged"], cf["right_flagged"]
+            lines.append(
+                f"Cross-fitted on two case-grouped halves of the held-out films, as is and re-framed: {s_[0]} of "
+                f"{s_[1]} level-shifted chains flagged, {r_[0]} of {r_[1]} correctly named ones."
+            )
     if "confidence" in card:
         c = card["confidence"]
         lines += [

@@ -293,6 +293,8 @@ def finalize_spine(
         "per_landmark_mre_mm": {n: float(v) for n, v in zip(SPINE_LANDMARKS, ev.errors_mm.mean(axis=0))},
         "median_predict_s": float(np.median(ev.seconds)),
     }
+    if "framing" in card:
+        card["metrics"]["framing"] = card.pop("framing")
     write_model_dir(out, coarse, refine, card)
     log.info("spine val %s", {k: round(v, 3) for k, v in s.items()})
     return card

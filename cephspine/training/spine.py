@@ -12,8 +12,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -76,6 +78,39 @@ CANVAS_WIDTH_FINE = 640
 """Training images are padded on the right to this fine width (every AASCE image is at
 most 0.57 times as wide as it is high, i.e. 576 fine pixels); at inference
 ``StageConfig.min_width_px`` pads to the same canvas."""
+
+
+_CASE = re.compile(r"^sunhl-1th-\d{2}-[A-Za-z]{3}-\d{4}-(\d+)_[A-Z]_AP")
+
+
+def case_of(image_id: str) -> str:
+    """The patient case of an AASCE film: films named ``…-162_A_AP``, ``…-162_B_AP`` (any
+    date) are case ``"162"``; a name without a case number (``…-coronal3``) is its own case.
+
+    The letters of one case continue across dates (``20_B`` … ``20_D`` on one day, ``20_E``
+    on the next), so the case is the number alone."""
+    m = _CASE.match(Path(image_id).stem)
+    return m.group(1) if m else Path(image_id).stem
+
+
+def grouped_folds(ids: list[str], k: int = 5, seed: int = 0) -> list[list[str]]:
+    """``ids`` in ``k`` folds with every case (:func:`case_of`) in exactly one fold: the
+    cases are shuffled with ``seed`` and dealt, largest first, to the fold with the fewest
+    films so far (sizes stay within one case of each other). Each fold sorted."""
+    if k < 2:
+        raise ValueError(f"need at least 2 folds, not {k}")
+    cases: dict[str, list[str]] = {}
+    for i in ids:
+        cases.setdefault(case_of(i), []).append(i)
+    if len(cases) < k:
+        raise ValueError(f"{len(cases)} cases cannot fill {k} folds")
+    names = sorted(cases)
+    order = [names[j] for j in np.random.default_rng(seed).permutation(len(names))]
+    order.sort(key=lambda c: -len(cases[c]))  # stable: shuffled within equal sizes
+    folds: list[list[str]] = [[] for _ in range(k)]
+    for c in order:
+        min(folds, key=len).extend(cases[c])
+    return [sorted(f) for f in folds]
 
 
 def split_spine(root: Path, val_fraction: float = 0.2, seed: int = 0) -> tuple[list[str], list[str], dict[str, str]]:
@@ -166,6 +201,26 @@ def train_spine(
     return out / "model"
 
 
+def framing_summary(results: Path) -> dict[str, dict[str, float]]:
+    """Per re-framing setting: films, level-shifted share, SDR 2 mm, MRE and Cobb SMAPE from
+    the per-film results ``benchmarks/spine_accuracy.py --reframe --save`` wrote."""
+    from cephspine.metrics import smape
+
+    z = np.load(results)
+    settings = list(dict.fromkeys(k.split("/", 1)[0] for k in z.files if "/" in k))
+    out = {}
+    for s in settings:
+        e = z[f"{s}/err_mm"]
+        out[s] = {
+            "films": int(len(e)),
+            "level_shifted_pct": float(100 * np.mean(z[f"{s}/shift"] != 0)),
+            "sdr_2mm_pct": float(100 * np.mean(e <= 2)),
+            "mre_mm": float(e.mean()),
+            "cobb_smape_pct": float(smape(z[f"{s}/pred_deg"], z[f"{s}/true_deg"])),
+        }
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     """Stage-by-stage entry point (``coarse`` and ``refine`` can run side by side), then
     ``finalize`` evaluates, calibrates and writes the model directory."""
@@ -180,6 +235,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--model-out", type=Path, default=None, help="finalize: model directory (default OUT/model)")
     ap.add_argument("--info", type=Path, default=None, help="finalize: JSON with training facts for the card")
+    ap.add_argument(
+        "--level-rules",
+        type=Path,
+        default=None,
+        help="finalize: level rules (JSON from python -m cephspine.training.spine_levels --out): when a chain "
+        "cannot be trusted",
+    )
+    ap.add_argument(
+        "--card-extra", type=Path, default=None, help="finalize: JSON object merged into the card (e.g. status)"
+    )
+    ap.add_argument(
+        "--framing",
+        type=Path,
+        default=None,
+        help="finalize: re-framed held-out results (benchmarks/spine_accuracy.py --reframe --save) for the card",
+    )
     ap.add_argument("--version", default="0.1.0")
     ap.add_argument(
         "--init",
@@ -199,6 +270,21 @@ def main(argv: list[str] | None = None) -> None:
         help="coarse only: random scale range (above 1 zooms out)",
     )
     ap.add_argument("--shift", type=float, default=10.0, help="coarse only: maximum random shift, coarse pixels")
+    ap.add_argument(
+        "--shift-y",
+        type=float,
+        default=None,
+        help="coarse only: maximum random vertical shift, coarse pixels (default: --shift); a framing "
+        "augmentation moves the field of view by whole vertebrae (about 13 coarse pixels each)",
+    )
+    ap.add_argument(
+        "--refine-scale",
+        type=float,
+        nargs=2,
+        default=(0.9, 1.1),
+        metavar=("LOW", "HIGH"),
+        help="refine only: random scale range of the vertebra patches (above 1 the vertebra looks smaller)",
+    )
     ap.add_argument(
         "--refine",
         choices=sorted(REFINE_VARIANTS),
@@ -222,7 +308,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = ap.parse_args(argv)
     try:
-        geometry = GeometricAugment(args.rotate, (args.scale[0], args.scale[1]), args.shift)
+        geometry = GeometricAugment(args.rotate, (args.scale[0], args.scale[1]), args.shift, args.shift_y)
+        if not 0 < args.refine_scale[0] <= args.refine_scale[1]:
+            raise ValueError(f"invalid --refine-scale {args.refine_scale}: need 0 < low <= high")
     except ValueError as e:
         ap.error(str(e))
     torch.set_num_threads(args.threads)
@@ -234,8 +322,20 @@ def main(argv: list[str] | None = None) -> None:
         from cephspine.training.finalize import finalize_spine
 
         info = json.loads(args.info.read_text()) if args.info else {}
+        extra: dict[str, Any] = {"version": args.version, "training": info}
+        if args.level_rules:
+            from cephspine.vertebrae import LevelRules
+
+            levels = json.loads(args.level_rules.read_text())
+            extra["levels"] = LevelRules.from_dict(levels).to_dict() | {
+                k: v for k, v in levels.items() if k == "cross_fitted"
+            }
+        if args.card_extra:
+            extra |= json.loads(args.card_extra.read_text())
+        if args.framing:
+            extra["framing"] = framing_summary(args.framing)
         finalize_spine(args.out, args.data, args.model_out or args.out / "model", va_ids,
-                       {"version": args.version, "training": info}, coarse_file=args.coarse,
+                       extra, coarse_file=args.coarse,
                        drop_levels=args.drop_levels, end_prior=args.end_prior,
                        refine_flip=args.refine_flip)  # fmt: skip
         return
@@ -248,7 +348,7 @@ def main(argv: list[str] | None = None) -> None:
     run_stage(
         args.stage, build_spine_cache, args.data, args.out, cfg, tr_ids, va_ids, epochs=args.epochs, steps=args.steps,
         flip_perm=FLIP_PERM, init=args.init, lr=args.lr,
-        geometry=geometry,
+        geometry=geometry, refine_scale=(args.refine_scale[0], args.refine_scale[1]),
     )  # fmt: skip
     log.info("done in %.0fs", time.time() - t0)
 

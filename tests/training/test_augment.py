@@ -104,3 +104,17 @@ def test_spine_cli_refuses_bad_augmentation_before_reading_data(tmp_path) -> Non
         main(["coarse", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run"), "--scale", "1.2", "0.9"])
     assert e.value.code == 2
     assert not (tmp_path / "run").exists()
+
+
+def test_framing_shift_moves_vertically_only_within_its_own_range() -> None:
+    g = GeometricAugment(0.0, (1.0, 1.0), 0.0, shift_y_px=12.0)
+    d = g.random_shift(np.random.default_rng(0), 500).numpy()
+    assert np.all(d[:, 0] == 0.0) and np.abs(d[:, 1]).max() <= 12.0 and np.abs(d[:, 1]).max() > 10.0
+    xy = np.array([[24.0, 20.0], [22.0, 44.0]])
+    cfg = StageConfig(n_landmarks=2, coarse_pool=POOL)
+    _, out = augmented_coarse(dot_cache(xy), np.zeros(8, dtype=int), np.random.default_rng(1), cfg, geometry=g)
+    dy = out.numpy()[..., 1] - xy[None, :, 1]
+    assert np.allclose(out.numpy()[..., 0], xy[None, :, 0], atol=1e-4)  # x never moves
+    assert np.allclose(dy[:, 0], dy[:, 1], atol=1e-4) and np.ptp(dy[:, 0]) > 2.0  # one shift per image
+    with pytest.raises(ValueError, match="invalid augmentation"):
+        GeometricAugment(shift_y_px=-1.0)
