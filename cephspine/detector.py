@@ -351,13 +351,14 @@ class Detector:
         conf = self.calibrator(feats) if self.calibrator is not None else np.clip(r_peak, 0.0, 1.0)
         if self.card.get("anatomy") == "spine":
             conf = self._spine_sanity(xy, conf, rg.name, msgs)
-            if self.level_rules is not None and ends and not mirror:
-                conf = self._spine_levels(c_peak, ends[0], conf, rg.name, msgs)
+        # the wrong-anatomy score was fitted on confidences before any level doubt scaled them
+        check = check_anatomy(self.card.get("anatomy"), self.names, xy, conf)
+        if self.card.get("anatomy") == "spine" and self.level_rules is not None and ends and not mirror:
+            conf = self._spine_levels(c_peak, ends[0], conf, rg.name, msgs)
         low = [n for n, c in zip(self.names, conf) if c < LOW_CONFIDENCE]
         if low:
             msgs.append(f"{rg.name}: low confidence for {', '.join(low)}")
             warn_caller(msgs[-1], LowConfidenceWarning)
-        check = check_anatomy(self.card.get("anatomy"), self.names, xy, conf)
         if check is not None and check.wrong_anatomy:
             msgs.append(check.message(rg.name))
             warn_caller(msgs[-1], WrongAnatomyWarning)

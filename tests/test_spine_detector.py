@@ -151,3 +151,34 @@ def test_a_chain_that_cannot_be_trusted_warns_and_lowers_confidence(tmp_path: Pa
         pred = det.predict(img)  # random weights: weak peaks everywhere, so the rules fire
     assert "beyond_ends" in pred.meta["decoding"]
     assert any("vertebra levels uncertain" in w for w in pred.warnings)
+
+
+def test_wrong_anatomy_is_judged_on_confidences_before_level_doubts(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A doubtful chain's lowered confidences must not make a spine film look like another
+    anatomy: the wrong-anatomy score was fitted on the confidences before that scaling."""
+    import dataclasses
+    import json
+
+    import cephspine.detector as detector_module
+
+    cfg = dataclasses.replace(SPINE_TINY, coarse_target="vertebrae", refine_target="vertebrae")
+    d = build_model_dir(tmp_path / "wa", cfg, anatomy="spine", landmarks=list(SPINE_LANDMARKS), detect_facing=False)
+    card = json.loads((d / "card.json").read_text())
+    card["levels"] = {"found_min_prob": 0.0, "ambiguous_ratio": None, "doubt_confidence": 0.5}
+    (d / "card.json").write_text(json.dumps(card))
+    det = cephspine.Detector.from_pretrained(d, device="cpu")
+    seen: list[np.ndarray] = []
+    real_check = detector_module.check_anatomy
+
+    def recording_check(anatomy, names, xy, conf):  # type: ignore[no-untyped-def]
+        seen.append(np.array(conf, copy=True))
+        return real_check(anatomy, names, xy, conf)
+
+    monkeypatch.setattr(detector_module, "check_anatomy", recording_check)
+    monkeypatch.setattr(type(det), "_spine_levels", lambda self, p, e, conf, n, m: np.zeros_like(conf))
+    img = np.random.default_rng(4).uniform(0, 1, (700, 260)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pred = det.predict(img)
+    assert np.all(pred.confidence == 0.0)
+    assert len(seen) == 1 and np.any(seen[0] > 0.0)
