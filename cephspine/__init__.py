@@ -61,6 +61,8 @@ if TYPE_CHECKING:
     from cephspine.cohorts import cohort
     from cephspine.comparison import Comparison, compare
     from cephspine.detector import Detector
+    from cephspine.exports import export
+    from cephspine.io.annotations import Annotations, read_annotations
     from cephspine.reports import report, write_cohort_report, write_compare_report, write_report
 
 try:
@@ -80,11 +82,17 @@ _LAZY: dict[str, str] = {
     "report": "cephspine.reports",
     "write_cohort_report": "cephspine.reports",
     "write_report": "cephspine.reports",
+    "export": "cephspine.exports",
+    "read_annotations": "cephspine.io.annotations",
+    "Annotations": "cephspine.io.annotations",
 }
 
 __all__ = [
     "Analysis",
+    "Annotations",
     "analyze",
+    "export",
+    "read_annotations",
     "cohort",
     "compare",
     "Comparison",

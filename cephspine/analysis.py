@@ -70,13 +70,17 @@ def pseudonym(rg: Radiograph) -> str:
     when there is one, otherwise of the pixel data (the same image gives the same pseudonym
     under any file name)."""
     uid = rg.meta.get("SOPInstanceUID")
-    h = hashlib.sha256()
     if uid:
-        h.update(b"uid:" + str(uid).encode())
-    else:
-        h.update(b"px:" + str(rg.shape).encode())
-        h.update(np.ascontiguousarray(rg.pixels).tobytes())
+        return uid_pseudonym(str(uid))
+    h = hashlib.sha256()
+    h.update(b"px:" + str(rg.shape).encode())
+    h.update(np.ascontiguousarray(rg.pixels).tobytes())
     return h.hexdigest()[:16]
+
+
+def uid_pseudonym(sop_instance_uid: str) -> str:
+    """The pseudonym (:func:`pseudonym`) of a DICOM image with this SOP Instance UID."""
+    return hashlib.sha256(b"uid:" + sop_instance_uid.encode()).hexdigest()[:16]
 
 
 def read_identifiers(path: str | Path) -> dict[str, str]:

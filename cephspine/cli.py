@@ -102,6 +102,12 @@ class OutputFormat(str, Enum):
     json = "json"
 
 
+class ExportFormat(str, Enum):
+    csv = "csv"
+    coco = "coco"
+    dicom_sr = "dicom-sr"
+
+
 @app.callback()
 def _main(
     debug: bool = typer.Option(False, DEBUG_FLAG, help="Show full tracebacks on errors (before or after the command)."),
@@ -446,6 +452,14 @@ def analyze(
     refine_flip: bool = REFINE_FLIP_OPTION,
     analysis: list[str] | None = ANALYSIS_OPTION,
     norms: Path | None = NORMS_OPTION,
+    export: ExportFormat | None = typer.Option(
+        None,
+        "--export",
+        help="Also write the analysis to --out in a standard format: csv (the landmark table), coco (COCO "
+        "keypoints JSON) or dicom-sr (a DICOM Structured Report of a DICOM image, carrying its patient and "
+        "study; needs cephspine[dicom-sr]).",
+    ),
+    out: Path | None = typer.Option(None, "--out", "-o", help="The file --export writes (replaced only on success)."),
 ) -> None:
     """Landmarks and clinical measures of one radiograph.
 
@@ -461,6 +475,10 @@ def analyze(
 
     user_norms = _check_analysis_options(kind, analysis, norms, norms_need_analysis=True)
     _check_landmarks_option(landmarks, model)
+    if export is not None and out is None:
+        raise typer.BadParameter("--export writes to a file: add --out PATH", param_hint="--export")
+    if out is not None and export is None:
+        raise typer.BadParameter("--out is the file of --export: add --export FORMAT", param_hint="--out")
 
     try:
         with warnings.catch_warnings():
@@ -499,6 +517,15 @@ def analyze(
         if tables is not None:
             typer.echo(_analyses_text(tables, analysis or []))
     _print_warnings(a.warnings)
+    if export is not None and out is not None:
+        from cephspine.exports import export as write_export
+
+        try:
+            written = write_export(a, out, export.value, source=image if export is ExportFormat.dicom_sr else None)
+        except (CephspineError, ValueError, OSError) as exc:
+            _fail(exc, image)
+            return
+        typer.echo(f"{export.value} export written to {written}", err=True)
 
 
 @app.command()
