@@ -888,6 +888,98 @@ def evaluate_spine_cmd(
             typer.echo(f"{k:<16} {v:10.3f}")
 
 
+_ANNOTATIONS_HELP = "Annotations: COCO keypoints .json or .csv (image, landmark, x_px, y_px)."
+_LANDMARK_SPACING_HELP = (
+    "Pixel spacing in mm for the images that have none in the annotations (spacing_mm or row_mm, col_mm "
+    "columns); without either, the image file's own (DICOM) is used."
+)
+
+
+@train_app.command("landmarks")
+def train_landmarks_cmd(
+    images: Path = typer.Option(..., exists=True, file_okay=False, help="Folder of the annotated images."),
+    annotations: Path = typer.Option(..., exists=True, dir_okay=False, help=_ANNOTATIONS_HELP),
+    out: Path = typer.Option(..., help="Model directory to write (checkpoints go to OUT/training)."),
+    init: str | None = typer.Option(
+        None, help="Start from this model's weights ('ceph' or a model directory; default: random weights)."
+    ),
+    epochs: int = typer.Option(40, help="Coarse-stage epochs."),
+    steps: int = typer.Option(1500, help="Refinement-stage steps."),
+    spacing: float | None = typer.Option(None, help=_LANDMARK_SPACING_HELP),
+    holdout: float = typer.Option(0.2, help="Share of the images held out for the card's accuracy (at least one)."),
+    seed: int = typer.Option(0, help="Seed of the held-out split."),
+    name: str = typer.Option("custom", help="The model's name in its card."),
+    threads: int | None = typer.Option(None, help="Torch CPU threads (default: torch's)."),
+) -> None:
+    """Train a model on your own landmark set (any number of named landmarks)."""
+    import logging
+
+    from cephspine.errors import CephspineError
+    from cephspine.training.custom import train_landmarks
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    try:
+        model_dir = train_landmarks(
+            images,
+            annotations,
+            out,
+            spacing=spacing,
+            init=init,
+            epochs=epochs,
+            steps=steps,
+            holdout=holdout,
+            seed=seed,
+            name=name,
+            threads=threads,
+        )
+    except (CephspineError, OSError) as exc:
+        _fail(exc)
+        return
+    m = json.loads((model_dir / "card.json").read_text(encoding="utf-8"))["metrics"]
+    typer.echo(
+        f"held-out ({m['n_images']} images): MRE {m['mre_mm']:.2f} mm, SDR 2 mm {m['sdr_2mm_pct']:.1f} %, "
+        f"4 mm {m['sdr_4mm_pct']:.1f} %"
+    )
+    typer.echo(f"model written to {model_dir}")
+
+
+@evaluate_app.command("landmarks")
+def evaluate_landmarks_cmd(
+    model: str = typer.Option(..., "--model", "-m", help="Model name or directory."),
+    annotations: Path = typer.Option(..., exists=True, dir_okay=False, help=_ANNOTATIONS_HELP),
+    images: Path = typer.Option(..., exists=True, file_okay=False, help="Folder of the annotated images."),
+    spacing: float | None = typer.Option(None, help=_LANDMARK_SPACING_HELP),
+    csv: Path | None = typer.Option(None, help="Write per-landmark errors of every image here."),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="Output format of the summary."),
+    device: str = typer.Option("auto", help="'auto', 'cpu' or 'cuda'."),
+) -> None:
+    """Print MRE, SD and SDR at 2/2.5/3/4 mm, overall and per landmark, against your annotations."""
+    import warnings
+
+    from cephspine.detector import Detector
+    from cephspine.errors import CephspineError
+    from cephspine.training.custom import evaluate_landmarks, load_landmark_set
+
+    try:
+        ls = load_landmark_set(images, annotations, spacing=spacing)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ev = evaluate_landmarks(Detector.from_pretrained(model, device=_device(device)), ls)
+        table = ev.table()
+        if csv is not None:
+            ev.per_image().to_csv(csv, index=False)
+    except (CephspineError, OSError) as exc:
+        _fail(exc)
+        return
+    if fmt is OutputFormat.csv:
+        table.to_csv(sys.stdout, index=False)
+    elif fmt is OutputFormat.json:
+        typer.echo(json.dumps(json.loads(table.to_json(orient="records")), indent=1))
+    else:
+        typer.echo(f"{len(ev.ids)} images, truth: {annotations.name}")
+        typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+
+
 def _device(spec: str) -> str:
     """Validate a device option before any work is done."""
     import torch
