@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from cephspine._atomic import write_atomic
 from cephspine.errors import InvalidArgumentError
-from cephspine.exports._output import write_atomic
 
 if TYPE_CHECKING:
     from cephspine.analysis import Analysis
@@ -170,4 +170,4 @@ def write_coco(analyses: Analysis | Sequence[Analysis], path: str | os.PathLike[
         OutputError: ``path`` cannot be written.
     """
     data = (json.dumps(to_coco(analyses), indent=1, allow_nan=False) + "\n").encode("utf-8")
-    return write_atomic(path, lambda fh: fh.write(data))
+    return write_atomic(path, lambda fh: fh.write(data), "export")

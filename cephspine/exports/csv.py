@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cephspine.exports._output import write_atomic
+from cephspine._atomic import write_atomic
 
 if TYPE_CHECKING:
     from cephspine.analysis import Analysis
@@ -35,4 +35,4 @@ def write_csv(analyses: Analysis | Sequence[Analysis], path: str | os.PathLike[s
     buf = io.StringIO()
     df.to_csv(buf, index=False)
     data = buf.getvalue().encode("utf-8")
-    return write_atomic(path, lambda fh: fh.write(data))
+    return write_atomic(path, lambda fh: fh.write(data), "export")

@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cephspine._atomic import write_atomic
 from cephspine.errors import InputNotFoundError, InvalidArgumentError, MissingDependencyError
-from cephspine.exports._output import write_atomic
 
 if TYPE_CHECKING:
     from cephspine.analysis import Analysis
@@ -260,8 +260,8 @@ def write_dicom_sr(
     """
     from pydicom import dcmwrite
 
-    from cephspine.exports._output import check_target
+    from cephspine._atomic import check_target
 
-    check_target(path)
+    check_target(path, "export")
     sr = build_sr(analysis, source)
-    return write_atomic(path, lambda fh: dcmwrite(fh, sr, enforce_file_format=True))
+    return write_atomic(path, lambda fh: dcmwrite(fh, sr, enforce_file_format=True), "export")

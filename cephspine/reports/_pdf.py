@@ -3,12 +3,9 @@ footer, argument checks and the atomic writer."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
-import errno
 import math
 import os
-import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +18,9 @@ from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import cm
 from reportlab.platypus import Flowable, Paragraph, SimpleDocTemplate, Table, TableStyle
 
+from cephspine import _atomic
 from cephspine.analysis import KINDS
-from cephspine.errors import InvalidArgumentError, OutputError
+from cephspine.errors import InvalidArgumentError
 
 RESEARCH_NOTICE = "Research use only. Not a medical device; not for diagnosis or treatment decisions."
 """The notice printed on every page of every report."""
@@ -228,54 +226,16 @@ def _footer(label: str) -> Callable[[Any, Any], None]:
     return draw
 
 
-def _output_error(target: Path, reason: str, code: int | None) -> OutputError:
-    """The error for a report that cannot be written: the file and the reason, once each."""
-    exc = OutputError(f"cannot write the report to {target}: {reason}")
-    if code is not None:  # kept for callers that test errno; str(exc) stays the message alone
-        exc.errno = code
-    return exc
-
-
 def check_target(path: str | os.PathLike[str]) -> Path:
-    """The output path, refused early (:class:`OutputError`) when it cannot be a PDF file we may write."""
-    target = Path(os.fspath(path)).expanduser()
-    if target.is_dir():
-        raise _output_error(target, "it is a folder", errno.EISDIR)
-    parent = target.parent
-    if not parent.exists():
-        raise _output_error(target, f"folder {parent} does not exist", errno.ENOENT)
-    if not parent.is_dir():
-        raise _output_error(target, f"{parent} is not a folder", errno.ENOTDIR)
-    return target
+    """The report path, refused early (:class:`OutputError`) when it is a folder or its
+    folder does not exist (:func:`cephspine._atomic.check_target`)."""
+    return _atomic.check_target(path, "report")
 
 
 def write_atomic(path: str | os.PathLike[str], render: Callable[[BinaryIO], None]) -> Path:
-    """Render into a temporary file beside ``path``, then move it into place.
-
-    On any failure the temporary file is removed and an existing file at ``path`` is left
-    untouched. ``OSError`` from writing is re-raised as :class:`OutputError` naming ``path``.
-    """
-    target = check_target(path)
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        fh = open(tmp, "xb")  # noqa: SIM115 - closed below, before the move
-    except OSError as exc:
-        raise _output_error(target, exc.strerror or str(exc), exc.errno) from exc
-    try:
-        try:
-            render(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        finally:
-            fh.close()
-        os.replace(tmp, target)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        if isinstance(exc, OSError) and not isinstance(exc, OutputError):
-            raise _output_error(target, exc.strerror or str(exc), exc.errno) from exc
-        raise
-    return target
+    """Render a report into a temporary file beside ``path``, then move it into place
+    (:func:`cephspine._atomic.write_atomic`: nothing partial is left on failure)."""
+    return _atomic.write_atomic(path, render, "report")
 
 
 def build_pdf(fh: BinaryIO, story: list[Flowable], *, title: str, footer: str) -> None:

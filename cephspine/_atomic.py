@@ -1,5 +1,7 @@
-"""Writing an export file atomically: into a temporary file beside the target, then moved
-into place, so that a failed export never leaves a partial file or replaces a good one."""
+"""Writing an output file atomically: into a temporary file beside the target, then moved
+into place, so that a failed write never leaves a partial file or replaces a good one.
+Shared by the PDF reports (:mod:`cephspine.reports`) and the exports
+(:mod:`cephspine.exports`); ``what`` names the output in error messages."""
 
 from __future__ import annotations
 
@@ -14,40 +16,40 @@ from typing import BinaryIO
 from cephspine.errors import OutputError
 
 
-def output_error(target: Path, reason: str, code: int | None = None) -> OutputError:
-    """The error for an export that cannot be written: the file and the reason, once each."""
-    exc = OutputError(f"cannot write the export to {target}: {reason}")
-    if code is not None:
+def output_error(target: Path, what: str, reason: str, code: int | None = None) -> OutputError:
+    """The error for an output that cannot be written: the file and the reason, once each."""
+    exc = OutputError(f"cannot write the {what} to {target}: {reason}")
+    if code is not None:  # kept for callers that test errno; str(exc) stays the message alone
         exc.errno = code
     return exc
 
 
-def check_target(path: str | os.PathLike[str]) -> Path:
+def check_target(path: str | os.PathLike[str], what: str) -> Path:
     """The output path, refused early (:class:`OutputError`) when it is a folder or its
     folder does not exist."""
     target = Path(os.fspath(path)).expanduser()
     if target.is_dir():
-        raise output_error(target, "it is a folder", errno.EISDIR)
+        raise output_error(target, what, "it is a folder", errno.EISDIR)
     parent = target.parent
     if not parent.exists():
-        raise output_error(target, f"folder {parent} does not exist", errno.ENOENT)
+        raise output_error(target, what, f"folder {parent} does not exist", errno.ENOENT)
     if not parent.is_dir():
-        raise output_error(target, f"{parent} is not a folder", errno.ENOTDIR)
+        raise output_error(target, what, f"{parent} is not a folder", errno.ENOTDIR)
     return target
 
 
-def write_atomic(path: str | os.PathLike[str], render: Callable[[BinaryIO], object]) -> Path:
+def write_atomic(path: str | os.PathLike[str], render: Callable[[BinaryIO], object], what: str) -> Path:
     """Call ``render`` on a temporary file beside ``path``, then move it into place.
 
     On any failure the temporary file is removed and an existing file at ``path`` is left
     untouched; ``OSError`` from writing becomes :class:`OutputError` naming ``path``.
     """
-    target = check_target(path)
+    target = check_target(path, what)
     tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
     try:
         fh = open(tmp, "xb")  # noqa: SIM115 - closed below, before the move
     except OSError as exc:
-        raise output_error(target, exc.strerror or str(exc), exc.errno) from exc
+        raise output_error(target, what, exc.strerror or str(exc), exc.errno) from exc
     try:
         try:
             render(fh)
@@ -60,6 +62,6 @@ def write_atomic(path: str | os.PathLike[str], render: Callable[[BinaryIO], obje
         with contextlib.suppress(OSError):
             tmp.unlink()
         if isinstance(exc, OSError) and not isinstance(exc, OutputError):
-            raise output_error(target, exc.strerror or str(exc), exc.errno) from exc
+            raise output_error(target, what, exc.strerror or str(exc), exc.errno) from exc
         raise
     return target
