@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,6 +83,45 @@ def _features(pred: Any) -> npt.NDArray[np.float64]:
     return np.stack([f["refine_peak"], f["coarse_peak"], f["shift_mm"]], axis=1)
 
 
+def evaluate_items(
+    detector: Any,
+    items: Iterable[tuple[str, Any, npt.NDArray[np.float64], Any]],
+    names: Sequence[str],
+    index: Sequence[int] | None = None,
+    progress: bool = True,
+    total: int | None = None,
+) -> CephEvaluation:
+    """Predict each ``(id, radiograph, true points, spacing)`` of ``items`` with ``detector``
+    and collect radial errors (mm under ``spacing``), confidences, confidence features,
+    predictions and times. ``index``: the model's landmarks to compare (in the order of
+    ``names`` and the true points; default all)."""
+    from cephspine.metrics import radial_errors
+
+    sel = slice(None) if index is None else list(index)
+    errs, conf, feats, preds, trues, secs, out_ids = [], [], [], [], [], [], []
+    bar = tqdm(items, desc="evaluate", total=total, disable=None if progress else True)
+    for item_id, radiograph, true, spacing in bar:
+        pred, seconds = _timed_predict(detector, radiograph)
+        xy = pred.xy_px[sel]
+        errs.append(radial_errors(xy, true, spacing=spacing))
+        conf.append(pred.confidence[sel])
+        feats.append(_features(pred)[sel])
+        preds.append(xy)
+        trues.append(true)
+        secs.append(seconds)
+        out_ids.append(item_id)
+    return CephEvaluation(
+        out_ids,
+        tuple(names),
+        np.array(errs),
+        np.array(conf),
+        np.array(feats),
+        np.array(preds),
+        np.array(trues),
+        np.array(secs),
+    )
+
+
 def evaluate_ceph(
     detector: Any, data: Path, ids: Sequence[str] | None = None, truth: str = "mean", progress: bool = True
 ) -> CephEvaluation:
@@ -96,7 +135,6 @@ def evaluate_ceph(
     """
     from cephspine.errors import DatasetError
     from cephspine.io.datasets import IsbiDataset
-    from cephspine.metrics import radial_errors
 
     ds = IsbiDataset(data)
     if ids is None:
@@ -106,26 +144,15 @@ def evaluate_ceph(
         records = [ds[i] for i in ids]
     if not records:
         raise DatasetError(f"{data}: no annotated images to evaluate")
-    errs, conf, feats, preds, trues, secs, out_ids = [], [], [], [], [], [], []
-    for rec in tqdm(records, desc="evaluate", disable=None if progress else True):
-        pred, seconds = _timed_predict(detector, rec.radiograph)
-        secs.append(seconds)
-        true = rec.landmarks if truth == "mean" else rec.senior
-        errs.append(radial_errors(pred.xy_px, true, spacing=rec.radiograph.spacing))
-        conf.append(pred.confidence)
-        feats.append(_features(pred))
-        preds.append(pred.xy_px)
-        trues.append(true)
-        out_ids.append(rec.id)
-    return CephEvaluation(
-        out_ids,
-        tuple(detector.names),
-        np.array(errs),
-        np.array(conf),
-        np.array(feats),
-        np.array(preds),
-        np.array(trues),
-        np.array(secs),
+    return evaluate_items(
+        detector,
+        (
+            (rec.id, rec.radiograph, rec.landmarks if truth == "mean" else rec.senior, rec.radiograph.spacing)
+            for rec in records
+        ),
+        detector.names,
+        progress=progress,
+        total=len(records),
     )
 
 

@@ -23,7 +23,7 @@ import logging
 import os
 import platform
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -441,11 +441,8 @@ def evaluate_landmarks(
     Raises:
         LandmarkError: an annotated landmark the model does not have.
     """
-    from tqdm.auto import tqdm
-
-    from cephspine.evaluation import CephEvaluation, _features, _timed_predict
+    from cephspine.evaluation import evaluate_items
     from cephspine.io import load_image
-    from cephspine.metrics import radial_errors
 
     names = landmarks.names
     model_names = list(detector.names)
@@ -455,28 +452,14 @@ def evaluate_landmarks(
             f"{landmarks.source}: landmark(s) {', '.join(unknown[:8])} are not among the model's "
             f"({', '.join(model_names[:8])}{'…' if len(model_names) > 8 else ''})"
         )
-    idx = [model_names.index(n) for n in names]
     chosen = landmarks.images if images is None else list(images)
-    errs, conf, feats, preds, trues, secs = [], [], [], [], [], []
-    for name in tqdm(chosen, desc="evaluate", disable=None if progress else True):
-        sp = landmarks.spacing[name]
-        rg = load_image(landmarks.paths[name], spacing=(sp.row_mm, sp.col_mm))
-        pred, seconds = _timed_predict(detector, rg)
-        true = landmarks.annotations[name]
-        xy = pred.xy_px[idx]
-        errs.append(radial_errors(xy, true, spacing=sp))
-        conf.append(pred.confidence[idx])
-        feats.append(_features(pred)[idx])
-        preds.append(xy)
-        trues.append(true)
-        secs.append(seconds)
-    return CephEvaluation(
-        list(chosen),
-        tuple(names),
-        np.array(errs),
-        np.array(conf),
-        np.array(feats),
-        np.array(preds),
-        np.array(trues),
-        np.array(secs),
+
+    def items() -> Iterator[tuple[str, Any, np.ndarray, Any]]:
+        for name in chosen:
+            sp = landmarks.spacing[name]
+            rg = load_image(landmarks.paths[name], spacing=(sp.row_mm, sp.col_mm))
+            yield name, rg, landmarks.annotations[name], sp
+
+    return evaluate_items(
+        detector, items(), names, [model_names.index(n) for n in names], progress=progress, total=len(chosen)
     )
