@@ -156,13 +156,9 @@ def print_table(results: dict[str, dict[str, np.ndarray]], settings: list[str], 
 
 def load_results(path: Path) -> tuple[list[str], dict[str, dict[str, np.ndarray]]]:
     """What :func:`reframed` saved: the film ids and the per-setting results."""
-    z = np.load(path)
-    results: dict[str, dict[str, np.ndarray]] = {}
-    for key in z.files:
-        if "/" in key:
-            setting, field = key.split("/", 1)
-            results.setdefault(setting, {})[field] = z[key]
-    return [str(i) for i in z["ids"]], results
+    from cephspine.training.spine import load_reframed
+
+    return load_reframed(path)
 
 
 def main() -> None:

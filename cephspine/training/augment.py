@@ -36,11 +36,15 @@ class GeometricAugment:
             raise ValueError(f"invalid augmentation {self}: need 0 < scale low <= high, rotation and shifts >= 0")
 
     def random_shift(self, rng: np.random.Generator, n: int) -> torch.Tensor:
-        """``(n, 2)`` random shifts ``(dx, dy)`` in coarse pixels."""
-        sy = self.shift_px if self.shift_y_px is None else self.shift_y_px
-        dx = rng.uniform(-self.shift_px, self.shift_px, n)
-        dy = rng.uniform(-sy, sy, n)
-        return torch.tensor(np.stack([dx, dy], axis=1), dtype=torch.float32)
+        """``(n, 2)`` random shifts ``(dx, dy)`` in coarse pixels (without ``shift_y_px``
+        one draw for both axes, as the recipes before it drew them)."""
+        if self.shift_y_px is None:
+            d = rng.uniform(-self.shift_px, self.shift_px, (n, 2))
+        else:
+            d = np.stack(
+                [rng.uniform(-self.shift_px, self.shift_px, n), rng.uniform(-self.shift_y_px, self.shift_y_px, n)], 1
+            )
+        return torch.tensor(d, dtype=torch.float32)
 
 
 def random_linear(

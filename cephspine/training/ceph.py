@@ -272,12 +272,7 @@ def augmented_coarse(
     if augment:
         g = geometry or GeometricAugment()
         lin = random_linear(rng, b, g.max_rot_deg, g.scale_range)
-        shift = (
-            g.random_shift(rng, b)
-            if g.shift_y_px is not None
-            else torch.tensor(rng.uniform(-g.shift_px, g.shift_px, (b, 2)), dtype=torch.float32)
-        )
-        x, xy = warp_about_centre(x, xy, lin, shift)
+        x, xy = warp_about_centre(x, xy, lin, g.random_shift(rng, b))
         x = random_intensity(rng, x)
     return x, torch.tensor(xy, dtype=torch.float32)
 

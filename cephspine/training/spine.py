@@ -201,22 +201,32 @@ def train_spine(
     return out / "model"
 
 
+def load_reframed(path: Path) -> tuple[list[str], dict[str, dict[str, np.ndarray]]]:
+    """The per-film re-framed results ``benchmarks/spine_accuracy.py --reframe --save``
+    wrote (keys ``setting/field``): the film ids and ``{setting: {field: array}}``."""
+    z = np.load(path)
+    results: dict[str, dict[str, np.ndarray]] = {}
+    for key in z.files:
+        if "/" in key:
+            setting, field = key.split("/", 1)
+            results.setdefault(setting, {})[field] = z[key]
+    return [str(i) for i in z["ids"]], results
+
+
 def framing_summary(results: Path) -> dict[str, dict[str, float]]:
     """Per re-framing setting: films, level-shifted share, SDR 2 mm, MRE and Cobb SMAPE from
-    the per-film results ``benchmarks/spine_accuracy.py --reframe --save`` wrote."""
+    the per-film results (:func:`load_reframed`)."""
     from cephspine.metrics import smape
 
-    z = np.load(results)
-    settings = list(dict.fromkeys(k.split("/", 1)[0] for k in z.files if "/" in k))
     out = {}
-    for s in settings:
-        e = z[f"{s}/err_mm"]
+    for s, d in load_reframed(results)[1].items():
+        e = d["err_mm"]
         out[s] = {
             "films": int(len(e)),
-            "level_shifted_pct": float(100 * np.mean(z[f"{s}/shift"] != 0)),
+            "level_shifted_pct": float(100 * np.mean(d["shift"] != 0)),
             "sdr_2mm_pct": float(100 * np.mean(e <= 2)),
             "mre_mm": float(e.mean()),
-            "cobb_smape_pct": float(smape(z[f"{s}/pred_deg"], z[f"{s}/true_deg"])),
+            "cobb_smape_pct": float(smape(d["pred_deg"], d["true_deg"])),
         }
     return out
 

@@ -67,20 +67,13 @@ def pooled(results: dict[str, dict[str, np.ndarray]]) -> tuple[np.ndarray, np.nd
 
 
 def main(argv: list[str] | None = None) -> None:
-    import importlib.util
-
-    from cephspine.training.spine import case_of, grouped_folds
+    from cephspine.training.spine import case_of, grouped_folds, load_reframed
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("results", type=Path)
     ap.add_argument("--out", type=Path, default=None, help="write the rules fitted on all films (JSON)")
     args = ap.parse_args(argv)
-    script = Path(__file__).resolve().parents[2] / "benchmarks" / "spine_accuracy.py"
-    spec = importlib.util.spec_from_file_location("spine_accuracy", script)
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    ids, results = bench.load_results(args.results)
+    ids, results = load_reframed(args.results)
     keys = sorted(results)
     n = len(ids)
     c, b, w, s = pooled(results)
