@@ -7,6 +7,13 @@ per image.
 
     python benchmarks/spine_accuracy.py --data ../shared/data/aasce [--model spine]
 
+``--hold-out-period P --model M`` is the headline of a new site: ``M`` (trained with
+``python -m cephspine.training.spine ... --hold-out-period P``, never on period ``P``) is
+scored on every clean film of acquisition period ``P`` (:func:`cephspine.training.spine.period_split`):
+level-shifted films, SDR 2/3/4/6 mm, MRE, Cobb SMAPE and end vertebrae named right, each
+with a 95 % bootstrap interval over patient cases, for all films and split by whether C7 is
+in view (:func:`c7_in_view`). ``--save`` keeps the per-film results.
+
 ``--reframe`` evaluates the same films re-framed as another site might frame them (field
 of view moved up or down by one or two vertebra heights, the film zoomed out to 0.8 by
 padding all round, the content scaled by 0.85 or 1.15 about the centre; see
@@ -86,7 +93,87 @@ def level_shift(pred68: np.ndarray, true68: np.ndarray, max_shift: int = 2) -> i
     return best
 
 
-def reframed(det: object, data: Path, ids: list[str], save: Path | None = None) -> dict[str, dict[str, np.ndarray]]:
+def c7_in_view(xy68: np.ndarray) -> bool:
+    """Whether the film shows the vertebra above T1: the top of T1 (its higher top corner)
+    lies at least one vertebra pitch (the distance between the T1 and T2 centres) below the
+    top edge. The films are annotated T1–L5 only, so this is a proxy from the room above T1."""
+    q = xy68.reshape(17, 4, 2)
+    pitch = float(np.linalg.norm(q[1].mean(0) - q[0].mean(0)))
+    return bool(q[0, :2, 1].min() >= pitch)
+
+
+def bootstrap_ci(
+    values: np.ndarray, groups: list[str], stat: object, n: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """95 % percentile interval of ``stat(values[rows])`` over ``n`` resamples of whole
+    groups (patient cases) with replacement."""
+    names = sorted(set(groups))
+    rows = {g: [i for i, h in enumerate(groups) if h == g] for g in names}
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        pick = rng.integers(0, len(names), len(names))
+        idx = np.concatenate([rows[names[k]] for k in pick])
+        out.append(stat(idx))  # type: ignore[operator]
+    lo, hi = np.percentile(out, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def period_table(results: dict[str, np.ndarray], ids: list[str], keep: np.ndarray | None = None) -> list[str]:
+    """Markdown rows (point estimate [95 % case-bootstrap interval]) of the per-film results
+    of a held-out period (films ``keep`` only, when given)."""
+    from cephspine.metrics import smape
+    from cephspine.training.spine import case_of
+
+    k = np.ones(len(ids), bool) if keep is None else keep
+    sel = np.flatnonzero(k)
+    groups = [case_of(ids[i]) for i in sel]
+    d = {f: np.asarray(v)[sel] for f, v in results.items()}
+    stats = {
+        "level-shifted films (%)": lambda i: 100 * np.mean(d["shift"][i] != 0),
+        **{f"SDR {r} mm (%)": (lambda i, r=r: 100 * np.mean(d["err_mm"][i] <= r)) for r in (2, 3, 4, 6)},
+        "MRE (mm)": lambda i: float(d["err_mm"][i].mean()),
+        "Cobb SMAPE (%)": lambda i: float(smape(d["pred_deg"][i], d["true_deg"][i])),
+        **{
+            f"{c} end vertebrae right (%)": (
+                lambda i, j=j: 100 * np.mean((d["pred_ends"][i, j] == d["true_ends"][i, j]).all(-1))
+            )
+            for j, c in enumerate(("PT", "MT", "TL"))
+        },
+    }
+    rows = []
+    for name, f in stats.items():
+        lo, hi = bootstrap_ci(np.arange(len(sel)), groups, f)
+        rows.append(f"| {name} | {f(np.arange(len(sel))):.1f} [{lo:.1f}, {hi:.1f}] |")
+    return rows
+
+
+def held_out_period(
+    det: object, data: Path, period: str, save: Path | None = None, max_images: int | None = None
+) -> None:
+    """Score ``det`` on the clean films of ``period`` and print the tables (all films, C7
+    in view, C7 not in view)."""
+    from cephspine.io.datasets import AasceDataset
+    from cephspine.training.spine import case_of, period_split
+
+    _, _, test_ids, excluded = period_split(data, period)
+    test_ids = test_ids[:max_images]
+    results = reframed(det, data, test_ids, save, settings=("as_is",), quiet=True)["as_is"]
+    ds = AasceDataset(data)
+    c7 = np.array([c7_in_view(ds[i].landmarks) for i in test_ids])
+    n_cases = len({case_of(i) for i in test_ids})
+    print(f"period {period} held out: {len(test_ids)} clean films of {n_cases} cases "
+          f"({sum(1 for i in excluded if i in set(ds.ids))} records with known defects excluded overall)")  # fmt: skip
+    for label, keep in (("all films", None), ("C7 in view", c7), ("C7 not in view", ~c7)):
+        print(f"\n{label} ({len(test_ids) if keep is None else int(keep.sum())} films):")
+        print("| measure | value [95 % interval over cases] |\n|---|---|")
+        print("\n".join(period_table(results, test_ids, keep)))
+
+
+def reframed(
+    det: object, data: Path, ids: list[str], save: Path | None = None, settings: tuple[str, ...] = REFRAMINGS,
+    quiet: bool = False,
+) -> dict[str, dict[str, np.ndarray]]:  # fmt: skip
     """Predict every film in every re-framing; per setting, per film: the level shift,
     the corner errors (mm), predicted and true Cobb angles and end vertebrae, and what the
     chain's ends rest on (the centre probabilities of the first and last vertebra and of
@@ -99,7 +186,7 @@ def reframed(det: object, data: Path, ids: list[str], save: Path | None = None) 
     ds = AasceDataset(data)
     recs = [ds[i] for i in ids]
     results: dict[str, dict[str, np.ndarray]] = {}
-    for setting in REFRAMINGS:
+    for setting in settings:
         rows: dict[str, list[object]] = {k: [] for k in FIELDS}
         for r in recs:
             img, xy = reframe(np.asarray(r.radiograph.pixels, dtype=np.float32), r.landmarks, setting)
@@ -121,7 +208,8 @@ def reframed(det: object, data: Path, ids: list[str], save: Path | None = None) 
             rows["beyond"].append([b.get("above", np.nan), b.get("below", np.nan)])
             rows["conf"].append(pred.confidence)
         results[setting] = {k: np.asarray(v) for k, v in rows.items()}
-        print_table(results, [setting], header=setting == REFRAMINGS[0])
+        if not quiet:
+            print_table(results, [setting], header=setting == settings[0])
     if save is not None:
         flat = {f"{s}/{k}": v for s, d in results.items() for k, v in d.items()}
         np.savez_compressed(save, ids=np.array(ids), **flat)
@@ -168,7 +256,16 @@ def main() -> None:
     ap.add_argument("--reframe", action="store_true", help="also evaluate the films re-framed (see the module docs)")
     ap.add_argument("--max-images", type=int, default=None, help="the first N held-out images only")
     ap.add_argument("--no-end-prior", action="store_true", help="decode without the model's end prior")
-    ap.add_argument("--save", type=Path, default=None, help="--reframe: save the per-film results (.npz)")
+    ap.add_argument(
+        "--save", type=Path, default=None, help="--reframe, --hold-out-period: save the per-film results (.npz)"
+    )
+    ap.add_argument("--bf16", action="store_true", help="--hold-out-period: predict under CPU bfloat16 autocast")
+    ap.add_argument(
+        "--hold-out-period",
+        choices=("A", "B", "C"),
+        default=None,
+        help="score a model trained without this acquisition period on all of its clean films (see the module docs)",
+    )
     ap.add_argument(
         "--show",
         type=Path,
@@ -197,6 +294,18 @@ def main() -> None:
         print_table(results, [s for s in REFRAMINGS if s in results], keep=unseen)
         return
     det = Detector.from_pretrained(args.model, device="cpu", **({"end_prior": False} if args.no_end_prior else {}))
+    if args.hold_out_period:
+        import contextlib
+        import time
+
+        import torch
+
+        bf16 = torch.autocast("cpu", dtype=torch.bfloat16) if args.bf16 else contextlib.nullcontext()
+        t0 = time.perf_counter()
+        with bf16:
+            held_out_period(det, args.data, args.hold_out_period, args.save, args.max_images)
+        print(f"\n{'bf16 autocast' if args.bf16 else 'float32'}: {time.perf_counter() - t0:.0f} s in all")
+        return
     if args.reframe:
         reframed(det, args.data, val_ids, args.save)
         return

@@ -38,14 +38,31 @@ def check_target(path: str | os.PathLike[str], what: str) -> Path:
     return target
 
 
+def fsync_dir(folder: Path) -> None:
+    """Flush a folder's entries (a file just moved into it) to disk, where the platform can."""
+    with contextlib.suppress(OSError):  # not every platform can open a directory
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def temporary_name(target: Path) -> Path:
+    """A fresh temporary file name beside ``target``: ``.<name>.<12 hex digits>.tmp``."""
+    return target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+
+
 def write_atomic(path: str | os.PathLike[str], render: Callable[[BinaryIO], object], what: str) -> Path:
-    """Call ``render`` on a temporary file beside ``path``, then move it into place.
+    """Call ``render`` on a temporary file beside ``path`` (:func:`temporary_name`), then
+    move it into place and flush the folder to disk.
 
     On any failure the temporary file is removed and an existing file at ``path`` is left
-    untouched; ``OSError`` from writing becomes :class:`OutputError` naming ``path``.
+    untouched; ``OSError`` from writing (a full disk, no permission) becomes
+    :class:`OutputError` naming ``path`` and the cause.
     """
     target = check_target(path, what)
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+    tmp = temporary_name(target)
     try:
         fh = open(tmp, "xb")  # noqa: SIM115 - closed below, before the move
     except OSError as exc:
@@ -64,4 +81,5 @@ def write_atomic(path: str | os.PathLike[str], render: Callable[[BinaryIO], obje
         if isinstance(exc, OSError) and not isinstance(exc, OutputError):
             raise output_error(target, what, exc.strerror or str(exc), exc.errno) from exc
         raise
+    fsync_dir(target.parent)
     return target

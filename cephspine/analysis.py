@@ -87,6 +87,10 @@ def read_identifiers(path: str | Path) -> dict[str, str]:
     """The :data:`IDENTIFIER_FIELDS` present in a DICOM file (empty for other files)."""
     import pydicom
 
+    from cephspine.io.bounded import is_regular_file
+
+    if not is_regular_file(path):  # a FIFO would block, a device never end: no identifiers to read
+        return {}
     try:
         ds = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=list(IDENTIFIER_FIELDS))
     except Exception:  # not DICOM: no identifiers

@@ -17,6 +17,7 @@ from typing import Any
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
+from cephspine._csvcells import escape_frame, write_frame
 from cephspine.errors import ImageReadError, SpacingError
 
 DEBUG_FLAG = "--debug"
@@ -254,7 +255,7 @@ def predict(
         return
     df = pred.to_dataframe()
     if fmt is OutputFormat.csv:
-        df.to_csv(sys.stdout, index=False)
+        escape_frame(df).to_csv(sys.stdout, index=False)
     elif fmt is OutputFormat.json:
         typer.echo(df.to_json(orient="records", indent=1))
     else:
@@ -508,9 +509,9 @@ def analyze(
         import pandas as pd
 
         if tables is None:
-            pd.DataFrame([a.to_row()]).to_csv(sys.stdout, index=False)
+            escape_frame(pd.DataFrame([a.to_row()])).to_csv(sys.stdout, index=False)
         else:
-            tables.to_csv(sys.stdout, index=False)
+            escape_frame(tables).to_csv(sys.stdout, index=False)
     else:
         typer.echo(repr(a.prediction))
         typer.echo(_measures_text(a))
@@ -643,7 +644,7 @@ def compare(
     measures = cmp.to_dataframe()
     moved = cmp.landmarks_dataframe()
     if fmt is OutputFormat.csv:
-        measures.to_csv(sys.stdout, index=False)
+        escape_frame(measures).to_csv(sys.stdout, index=False)
     elif fmt is OutputFormat.json:
         typer.echo(json.dumps({"measures": _records(measures), "landmarks": _records(moved)}, indent=1))
     else:
@@ -734,7 +735,7 @@ def cohort(
     for message in dict.fromkeys(str(w.message) for w in ours if not issubclass(w.category, CohortIncompleteWarning)):
         typer.echo(f"warning: {message}", err=True)
     if fmt is OutputFormat.csv:
-        df.to_csv(sys.stdout, index=False)
+        escape_frame(df).to_csv(sys.stdout, index=False)
     elif fmt is OutputFormat.json:
         typer.echo(df.to_json(orient="records", indent=1))
     else:
@@ -815,12 +816,12 @@ def evaluate_ceph_cmd(
             )
         table = ev.table()
         if csv is not None:
-            ev.per_image().to_csv(csv, index=False)
+            write_frame(ev.per_image(), csv, "per-landmark errors")
     except (CephspineError, OSError) as exc:
         _fail(exc)
         return
     if fmt is OutputFormat.csv:
-        table.to_csv(sys.stdout)
+        escape_frame(table).to_csv(sys.stdout)
     elif fmt is OutputFormat.json:
         typer.echo(json.dumps(json.loads(table.to_json(orient="index")), indent=1))
     else:
@@ -967,12 +968,12 @@ def evaluate_landmarks_cmd(
             ev = evaluate_landmarks(Detector.from_pretrained(model, device=_device(device)), ls)
         table = ev.table()
         if csv is not None:
-            ev.per_image().to_csv(csv, index=False)
+            write_frame(ev.per_image(), csv, "per-landmark errors")
     except (CephspineError, OSError) as exc:
         _fail(exc)
         return
     if fmt is OutputFormat.csv:
-        table.to_csv(sys.stdout, index=False)
+        escape_frame(table).to_csv(sys.stdout, index=False)
     elif fmt is OutputFormat.json:
         typer.echo(json.dumps(json.loads(table.to_json(orient="records")), indent=1))
     else:

@@ -20,6 +20,7 @@ from cephspine.errors import (
     CephspineError,
     DeviceError,
     ExperimentalModelWarning,
+    ImageReadError,
     InvalidArgumentError,
     LevelWarning,
     LowConfidenceWarning,
@@ -28,12 +29,14 @@ from cephspine.errors import (
     SpacingError,
     SpacingWarning,
     WrongAnatomyWarning,
+    is_out_of_memory,
 )
 from cephspine.pipeline import (
     StageConfig,
     StageOutput,
     coarse_stage,
     coarse_to_fine,
+    fine_grid_hw,
     fine_to_coarse,
     for_inference,
     mirrored,
@@ -46,7 +49,14 @@ from cephspine.prediction import Prediction
 from cephspine.preprocess import normalize_intensity
 from cephspine.radiograph import Radiograph, Spacing
 from cephspine.registration import Template, register, warp_to_template
-from cephspine.registry import TEMPLATE_FILE, WEIGHTS_FILE, experimental_status, read_card, resolve
+from cephspine.registry import (
+    MAX_WEIGHTS_BYTES,
+    TEMPLATE_FILE,
+    WEIGHTS_FILE,
+    experimental_status,
+    read_card,
+    resolve,
+)
 from cephspine.vertebrae import LevelRules, chain_doubt
 
 log = logging.getLogger(__name__)
@@ -59,6 +69,11 @@ REGISTER_MODES = ("auto", "always", "never")
 
 MAX_FINE_SIDE_PX = 16384
 """Largest side of the resampled (fine) image; larger means an implausible spacing."""
+
+MAX_FINE_PIXELS = 16_000_000
+"""Largest area of the resampled (fine) image, pixels (a 4000 × 4000 grid: 80 cm square at
+a cephalometric model's 0.2 mm); checked before resampling, as the grid and the networks'
+activations grow with it."""
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -79,6 +94,40 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 _END_PRIOR_KEYS = ("end_prior", "end_prior_weight")
+
+
+def _check_header(path: Path, shapes: dict[str, tuple[int, ...]]) -> None:
+    """Compare the tensor names and shapes in a safetensors file's header with those the
+    card's networks need (``shapes``, from networks built on the meta device), before any
+    tensor is read or any network allocated.
+
+    Raises:
+        ModelLoadError: unreadable header, a tensor without a stage prefix, a missing or
+            unexpected tensor, or another shape.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 - not a dict
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelLoadError(f"{path}: not a readable safetensors file ({exc})") from None
+    stray = sorted(k for k in found if not k.startswith(("coarse.", "refine.")))
+    if stray:
+        raise ModelLoadError(
+            f"{path}: tensor(s) without a stage prefix (coarse. or refine.): {stray[:3]}{'…' if len(stray) > 3 else ''}"
+        )
+    missing = sorted(set(shapes) - set(found))
+    unexpected = sorted(set(found) - set(shapes))
+    if missing or unexpected:
+        raise ModelLoadError(
+            f"{path}: weights do not match the architecture in the card "
+            f"(missing {missing[:3]}{'…' if len(missing) > 3 else ''}, "
+            f"unexpected {unexpected[:3]}{'…' if len(unexpected) > 3 else ''})"
+        )
+    for k, shape in shapes.items():
+        if found[k] != shape:
+            raise ModelLoadError(f"{path}: tensor {k} has shape {found[k]}, expected {shape}")
 
 
 def _load_state(path: Path, prefix: str, net: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
@@ -214,10 +263,11 @@ class Detector:
         wpath = directory / WEIGHTS_FILE
         if not wpath.is_file():
             raise ModelLoadError(f"{wpath}: weights file missing")
-        try:
-            tensors = load_file(str(wpath))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise ModelLoadError(f"{wpath}: not a readable safetensors file ({exc})") from None
+        if wpath.stat().st_size > MAX_WEIGHTS_BYTES:
+            raise ModelLoadError(
+                f"{wpath}: {wpath.stat().st_size / 2**20:.0f} MiB, more than the limit of "
+                f"{MAX_WEIGHTS_BYTES // 2**20} MiB for a weights file"
+            )
         if not end_prior and isinstance(card.get("config"), dict) and "end_prior" in card["config"]:
             card = card | {"config": {k: v for k, v in card["config"].items() if k not in _END_PRIOR_KEYS}}
         if not refine_flip and isinstance(card.get("config"), dict) and card["config"].get("refine_flip"):
@@ -229,9 +279,20 @@ class Detector:
                 raise ModelLoadError(
                     f"{directory / 'card.json'}: {n_names} landmark names for {cfg.n_landmarks} outputs"
                 )
-            coarse, refine = cfg.build_coarse(), cfg.build_refine()
+            with torch.device("meta"):  # shapes only: nothing allocated before they match the weights
+                shapes = {
+                    f"{stage}.{k}": tuple(v.shape)
+                    for stage, net in (("coarse", cfg.build_coarse()), ("refine", cfg.build_refine()))
+                    for k, v in net.state_dict().items()
+                }
         except (TypeError, ValueError, KeyError) as exc:
             raise ModelLoadError(f"{directory / 'card.json'}: invalid config ({exc})") from None
+        _check_header(wpath, shapes)
+        try:
+            tensors = load_file(str(wpath))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ModelLoadError(f"{wpath}: not a readable safetensors file ({exc})") from None
+        coarse, refine = cfg.build_coarse(), cfg.build_refine()
         _load_state(wpath, "coarse.", coarse, tensors)
         _load_state(wpath, "refine.", refine, tensors)
         template = None
@@ -245,7 +306,7 @@ class Detector:
         try:
             det = cls(card, coarse, refine, dev, directory, template, register)
             det.load_options = {"register": register, "end_prior": end_prior, "refine_flip": refine_flip}
-        except (TypeError, ValueError, KeyError) as exc:
+        except (TypeError, ValueError, KeyError, AttributeError, ArithmeticError) as exc:
             raise ModelLoadError(
                 f"{directory / 'card.json'}: invalid confidence or registration entry ({exc})"
             ) from None
@@ -291,6 +352,34 @@ class Detector:
         return self._predict_radiograph(rg, timings)
 
     def _predict_radiograph(self, rg: Radiograph, timings: dict[str, float]) -> Prediction:
+        try:
+            return self._predict_unguarded(rg, timings)
+        except RuntimeError as exc:
+            if is_out_of_memory(exc):  # torch's CPU allocator failure: say what it is, and for which film
+                raise MemoryError(f"{rg.name}: out of memory while predicting ({exc})") from exc
+            raise
+
+    def _check_grid(self, rg: Radiograph, sp: Spacing) -> None:
+        """Refuse, before resampling, an image whose fine grid would exceed
+        :data:`MAX_FINE_SIDE_PX` or :data:`MAX_FINE_PIXELS` (an implausible spacing, or for
+        a fixed-height model an extreme aspect ratio)."""
+        nh, nw = fine_grid_hw((rg.height, rg.width), (sp.row_mm, sp.col_mm), self.config)
+        if max(nh, nw) <= MAX_FINE_SIDE_PX and nh * nw <= MAX_FINE_PIXELS:
+            return
+        limits = f"the limits are {MAX_FINE_SIDE_PX} px a side and {MAX_FINE_PIXELS / 1e6:.0f} million px"
+        if self.config.fine_height_px:
+            raise ImageReadError(
+                rg.source or rg.name,
+                f"a {rg.height}x{rg.width} px image resampled to {nh} px high would be {nw} px wide ({limits}); "
+                "is it a radiograph?",
+            )
+        raise SpacingError(
+            f"{rg.name}: pixel spacing {sp.row_mm:g} x {sp.col_mm:g} mm makes the {rg.height}x{rg.width} px image "
+            f"{rg.height * sp.row_mm / 1000:.2f} x {rg.width * sp.col_mm / 1000:.2f} m, a fine grid of {nh}x{nw} px "
+            f"({limits}); check the spacing (mm per pixel)"
+        )
+
+    def _predict_unguarded(self, rg: Radiograph, timings: dict[str, float]) -> Prediction:
         cfg = self.config
         # said once when the model is loaded, and kept with every prediction
         msgs: list[str] = [f"{rg.name}: {self.experimental_note}"] if self.experimental else []
@@ -306,12 +395,7 @@ class Detector:
             warn_caller(msgs[-1], SpacingWarning)
         else:
             sp = rg.spacing
-        side = max(rg.height * sp.row_mm, rg.width * sp.col_mm) / cfg.fine_mm
-        if not cfg.fine_height_px and side > MAX_FINE_SIDE_PX:
-            raise SpacingError(
-                f"{rg.name}: pixel spacing {sp.row_mm:g} x {sp.col_mm:g} mm makes the image "
-                f"{side * cfg.fine_mm / 1000:.1f} m tall or wide; check the spacing (mm per pixel)"
-            )
+        self._check_grid(rg, sp)
         fine, coarse_img = prepare(normalize_intensity(rg.pixels), (sp.row_mm, sp.col_mm), cfg)
         timings["preprocess_s"] = time.perf_counter() - t
         t = time.perf_counter()

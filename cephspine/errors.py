@@ -121,3 +121,16 @@ class CohortIncompleteWarning(CephspineWarning):
     """A cohort run ended with images that were neither analysed nor recorded as errors:
     the workers running them kept failing (e.g. Ray actors killed or out of memory). They
     have no row, so running the same call again analyses them."""
+
+
+_ALLOCATOR_FAILURES = ("DefaultCPUAllocator: can't allocate memory", "not enough memory: you tried to allocate")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says the machine ran out of memory: a :class:`MemoryError`, torch's
+    CUDA out-of-memory error, or torch's CPU allocator failure (a plain ``RuntimeError``)."""
+    if isinstance(exc, MemoryError):
+        return True
+    if type(exc).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError / torch.cuda.OutOfMemoryError
+        return True
+    return isinstance(exc, RuntimeError) and any(s in str(exc) for s in _ALLOCATOR_FAILURES)

@@ -24,6 +24,23 @@ from cephspine.vertebrae import CORNER_FLIP, END_PRIOR_WEIGHT, decode_vertebrae,
 
 _VERTEBRA_REFINE_FIELDS = ("refine_target", "refine_max_width_px", "refine_angle_sd_deg")
 
+_INT_RANGES = {
+    "n_landmarks": (1, 1024), "coarse_pool": (1, 16), "pad_multiple": (1, 4096), "coarse_base": (1, 128),
+    "coarse_depth": (1, 6), "context_width": (1, 1024), "context_stride": (1, 64), "patch": (8, 512),
+    "refine_base": (1, 128), "refine_depth": (1, 6), "fine_height_px": (64, 8192), "min_width_px": (1, 8192),
+}  # fmt: skip
+"""Accepted ranges of the whole-number fields (a card is checked before any network is
+built: a hostile ``"coarse_base": 4096`` must not allocate gigabytes)."""
+
+_FLOAT_RANGES = {
+    "fine_mm": (0.01, 5.0), "sigma_px": (0.1, 100.0), "coarse_sigma_px": (0.1, 100.0),
+    "refine_offset_sd_px": (0.0, 1000.0), "refine_max_width_px": (1.0, 10_000.0),
+    "refine_angle_sd_deg": (0.0, 90.0), "end_prior_weight": (0.0, 1e6),
+}  # fmt: skip
+"""Accepted ranges of the real-valued fields (finite: NaN fails every comparison)."""
+
+_OPTIONAL = ("coarse_sigma_px", "fine_height_px", "min_width_px")
+
 
 @dataclass(frozen=True)
 class StageConfig:
@@ -92,6 +109,28 @@ class StageConfig:
     end prior)."""
 
     def __post_init__(self) -> None:
+        for name, (lo, hi) in _INT_RANGES.items():
+            v = getattr(self, name)
+            if v is None and name in _OPTIONAL:
+                continue
+            if not (isinstance(v, (int, np.integer)) and not isinstance(v, bool) and lo <= v <= hi):
+                raise ValueError(f"{name} must be a whole number from {lo} to {hi}, not {v!r}")
+        for name, (flo, fhi) in _FLOAT_RANGES.items():
+            v = getattr(self, name)
+            if v is None and name in _OPTIONAL:
+                continue
+            if not (isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and flo <= float(v) <= fhi):
+                raise ValueError(f"{name} must be a finite number from {flo:g} to {fhi:g}, not {v!r}")
+        k = self.context_kernel
+        if not (len(k) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 15 for v in k)):
+            raise ValueError(f"context_kernel must be two whole numbers from 1 to 15, not {k!r}")
+        unet = self.coarse_pool * 2**self.coarse_depth
+        if self.pad_multiple % unet:
+            raise ValueError(
+                f"pad_multiple {self.pad_multiple} must be a multiple of coarse_pool x 2**coarse_depth = {unet}"
+            )
+        if self.patch % 2**self.refine_depth:
+            raise ValueError(f"patch {self.patch} must be a multiple of 2**refine_depth = {2**self.refine_depth}")
         if self.coarse_target not in ("landmarks", "vertebrae"):
             raise ValueError(f"coarse_target must be 'landmarks' or 'vertebrae', not {self.coarse_target!r}")
         if self.coarse_target == "vertebrae" and self.n_landmarks % 4:
@@ -240,6 +279,17 @@ class StageOutput:
         """Per-landmark confidence features: refine peak, coarse peak, coarse→refined shift (mm)."""
         shift = np.linalg.norm((self.xy_px - self.coarse_xy_px) * spacing_xy_mm, axis=1)
         return np.stack([self.refine_peak, self.coarse_peak, shift], axis=1)
+
+
+def fine_grid_hw(shape_hw: tuple[int, int], spacing_rc_mm: tuple[float, float], cfg: StageConfig) -> tuple[int, int]:
+    """Height and width (before padding) of the fine grid that :func:`prepare` resamples an
+    image of ``shape_hw`` pixels and ``spacing_rc_mm`` to: computed without allocating."""
+    h, w = shape_hw
+    if cfg.fine_height_px:
+        target, sp = h / cfg.fine_height_px, (1.0, 1.0)
+    else:
+        target, sp = cfg.fine_mm, spacing_rc_mm
+    return max(1, int(round(h * sp[0] / target))), max(1, int(round(w * sp[1] / target)))
 
 
 def prepare(

@@ -14,6 +14,13 @@ from cephspine.errors import SpacingError
 
 SPACING_SOURCES = ("PixelSpacing", "ImagerPixelSpacing", "user", "dataset")
 
+MIN_SPACING_MM = 0.01
+"""Smallest accepted pixel spacing, mm (film scanners reach about 0.02 mm)."""
+
+MAX_SPACING_MM = 2.0
+"""Largest accepted pixel spacing, mm (radiography detectors have pixels of 0.1–0.2 mm;
+a heavily downsampled export may reach 1 mm)."""
+
 
 class Spacing(NamedTuple):
     """Pixel spacing in millimetres, **row first** (as DICOM PixelSpacing).
@@ -31,19 +38,21 @@ class Spacing(NamedTuple):
         return np.array([self.col_mm, self.row_mm], dtype=np.float64)
 
 
-def as_spacing(value: Any, *, what: str = "spacing") -> Spacing | None:
+def as_spacing(value: Any, *, what: str = "spacing", plausible: bool = True) -> Spacing | None:
     """Validate a user-given spacing.
 
     Args:
         value: ``None``, a number (isotropic), or a ``(row_mm, col_mm)`` pair.
         what: the name used in the error message.
+        plausible: also require a radiograph's range (:func:`implausible_spacing`); the
+            geometry functions, pure arithmetic on coordinates, accept any positive value.
 
     Returns:
         A :class:`Spacing`, or ``None`` when ``value`` is ``None``.
 
     Raises:
-        SpacingError: when a value is not a positive finite number or the pair has the
-            wrong length.
+        SpacingError: when a value is not a positive finite number, lies outside
+            :data:`MIN_SPACING_MM`–:data:`MAX_SPACING_MM`, or the pair has the wrong length.
     """
     if value is None:
         return None
@@ -62,7 +71,19 @@ def as_spacing(value: Any, *, what: str = "spacing") -> Spacing | None:
     for v in pair:
         if not math.isfinite(v) or v <= 0:
             raise SpacingError(f"{what} must be positive and finite, got {value!r}")
+    reason = implausible_spacing(pair) if plausible else None
+    if reason:
+        raise SpacingError(f"{what} {value!r}: {reason}")
     return Spacing(*pair)
+
+
+def implausible_spacing(pair: tuple[float, float]) -> str | None:
+    """Why a ``(row_mm, col_mm)`` spacing cannot be a radiograph's, or ``None`` when it is
+    within :data:`MIN_SPACING_MM`–:data:`MAX_SPACING_MM` on both axes."""
+    for v in pair:
+        if not MIN_SPACING_MM <= v <= MAX_SPACING_MM:
+            return f"{v:g} mm per pixel is outside the range of radiographs ({MIN_SPACING_MM:g}–{MAX_SPACING_MM:g} mm)"
+    return None
 
 
 def spacing_xy_mm(spacing: Any, n_images: int | None = None) -> npt.NDArray[np.float64] | None:

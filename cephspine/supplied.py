@@ -11,8 +11,10 @@ supplied points and runs no detector. The landmarks are
   :meth:`~cephspine.Analysis.landmarks_dataframe` or a cohort's ``landmarks_out`` can be
   edited and read back). Landmark names are the model's (``sella``, ``T1_TL``); a
   cephalogram's may also be abbreviations (``S``, ``Pog'``). With an ``image`` column the
-  rows of the analysed image are taken: those whose ``image`` is its file name, or a path
-  to a file of that name.
+  rows of the analysed image are taken: those whose ``image`` is its file name (or the
+  key a cohort table gives it, :func:`~cephspine.cohorts.image_key`), or a path to a file
+  of that name. Text cells that cephspine escaped for spreadsheets (a leading apostrophe
+  before ``=``, ``+``, ``-``, ``@``, ...; :mod:`cephspine._csvcells`) are read without it.
 
 :func:`supplied_prediction` turns them into the :class:`~cephspine.Prediction` every
 later step reads: its :attr:`~cephspine.Prediction.model` is :data:`SUPPLIED_MODEL`, its
@@ -33,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from cephspine._csvcells import unescape_frame
 from cephspine.anatomy import CEPH_ABBREVIATIONS, CEPH_LANDMARKS, landmark_names
 from cephspine.errors import InputNotFoundError, InvalidArgumentError, LandmarkError
 from cephspine.prediction import SUPPLIED_MODEL, Prediction
@@ -72,8 +75,14 @@ def _aliases(kind: str) -> dict[str, int]:
     return out
 
 
+MAX_LANDMARKS_BYTES = 64 * 2**20
+"""Largest landmarks CSV that ``analyze(landmarks=...)`` reads (a regular file only)."""
+
+
 def _read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     import pandas as pd
+
+    from cephspine.io.bounded import read_bounded
 
     p = Path(os.fspath(path)).expanduser()
     if not p.exists():
@@ -83,9 +92,10 @@ def _read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     try:
         # lines starting with '#' are comments; a '#' inside a line (an image called
         # "case#12.png") is data, so pandas' comment= (which cuts every line at '#') is not used
-        with p.open(encoding="utf-8-sig", newline="") as fh:
-            text = "".join(line for line in fh if not line.lstrip().startswith("#"))
-        return pd.read_csv(io.StringIO(text), dtype={"landmark": str, "image": str}, skipinitialspace=True)
+        raw = read_bounded(p, MAX_LANDMARKS_BYTES).decode("utf-8-sig")
+        text = "".join(line for line in io.StringIO(raw, newline="") if not line.lstrip().startswith("#"))
+        df = pd.read_csv(io.StringIO(text), dtype={"landmark": str, "image": str}, skipinitialspace=True)
+        return unescape_frame(df, ("landmark", "image"))  # names a cephspine CSV escaped for spreadsheets
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise LandmarkError(f"{os.fspath(path)}: not a readable CSV table of landmarks ({exc})") from None
     except OSError as exc:
@@ -109,7 +119,10 @@ def _image_rows(df: pd.DataFrame, image_name: str | None, label: str) -> pd.Data
             f"{label}: holds the landmarks of {len(images)} images ({_listed(images)}); an image given as an "
             "array has no file name to choose its rows by: pass a table of that image's landmarks only"
         )
-    matches = [i for i in images if i == image_name or Path(str(i)).name == image_name]
+    from cephspine.cohorts.columns import escape_key
+
+    keyed = escape_key(image_name)  # how a cohort table names it
+    matches = [i for i in images if i in (image_name, keyed) or Path(str(i)).name in (image_name, keyed)]
     if not matches:
         raise LandmarkError(f"{label}: no landmarks for image {image_name} (the file has {_listed(images)})")
     if len(matches) > 1:

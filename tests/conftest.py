@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +17,33 @@ from hypothesis import HealthCheck, settings
 settings.register_profile("default", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("thorough", max_examples=1000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+class Hung(BaseException):
+    """Raised by :func:`no_hang` (a ``BaseException``, so that no ``except Exception`` in
+    the code under test can swallow it)."""
+
+
+@contextlib.contextmanager
+def no_hang(seconds: float = 120.0) -> Iterator[None]:
+    """Fail the body when it runs for more than ``seconds`` of wall time: a guard against
+    hangs that, unlike a hypothesis ``deadline`` of a few seconds, does not fail an example
+    that is merely slow on a loaded machine. A no-op outside the main thread."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise Hung(f"still running after {seconds:g} s: a hang")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
 
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 

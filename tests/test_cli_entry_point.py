@@ -46,7 +46,8 @@ def test_an_error_names_the_file_once_as_given(folder: Path, tiny_model_dir: Pat
 
     # the detector names the image by its file name; the line names it as the user did
     r = cli("analyze", f"{folder.name}/scan.png", "--spacing", "1000", "-m", str(tiny_model_dir), cwd=folder.parent)
-    assert r.returncode == 1 and r.stderr.startswith(f"error: {folder.name}/scan.png: pixel spacing 1000")
+    assert r.returncode == 1 and r.stderr.startswith(f"error: {folder.name}/scan.png: spacing 1000")
+    assert "outside the range of radiographs" in r.stderr
     assert r.stderr.count("scan.png") == 1
 
 

@@ -18,6 +18,7 @@ import cephspine
 import cephspine.cohorts as cohorts_module
 from cephspine import errors
 from cephspine.radiograph import Radiograph
+from tests.conftest import no_hang
 
 TYPED = {name for name, obj in vars(errors).items() if isinstance(obj, type) and issubclass(obj, errors.CephspineError)}
 
@@ -32,7 +33,7 @@ def _png(path: Path, seed: int) -> Path:
     return path
 
 
-@settings(max_examples=12, deadline=20000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     blobs=st.lists(st.binary(max_size=1024), min_size=1, max_size=4),
     suffixes=st.lists(st.sampled_from([".png", ".jpg", ".tif", ".dcm"]), min_size=4, max_size=4),
@@ -47,7 +48,7 @@ def test_cohort_on_garbage_gives_typed_error_rows_and_keeps_good_ones(
     (folder / "truncated.png").write_bytes(data[: int(len(data) * truncate)])
     for i, blob in enumerate(blobs):
         (folder / f"junk{i}{suffixes[i]}").write_bytes(blob)
-    with warnings.catch_warnings():
+    with no_hang(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         df = cephspine.cohort(folder, kind="ceph", detector=detector, spacing=0.1, progress=False, workers=2)
     assert len(df) == len(blobs) + 2 and df["image"].is_unique

@@ -39,8 +39,10 @@ def test_blank_image_falls_back_with_a_registration_warning(shipped: cephspine.D
 
 
 def test_implausible_spacing_is_a_spacing_error(shipped: cephspine.Detector) -> None:
-    with pytest.raises(SpacingError, match="check the spacing"):
+    with pytest.raises(SpacingError, match="outside the range of radiographs"):
         shipped.predict(np.ones((100, 100), np.float32), spacing=2000.0)
+    with pytest.raises(SpacingError, match="check the spacing"):  # within the range, but a 15 m film
+        shipped.predict(np.ones((8000, 100), np.float32), spacing=1.9)
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,11 @@ in ``out`` and processes only the rest, so the final table holds every image exa
 The settings the rows depend on (kind, identifiers, model and model version, registration
 mode, spine decoding options, spacing) are recorded in ``<out>.settings.json``; a run with
 other settings does not resume the table but stops with :class:`CohortSettingsError`,
-naming what changed.
+naming what changed. An output that cannot be written (a full disk) stops the run with an
+:class:`~cephspine.errors.OutputError` naming the file; the rows written before stay, and
+running again (with room) resumes. Rows are keyed by :func:`image_key`: the file name (or
+path relative to the folder), with a line break, tab, backslash or other control character
+written as a backslash escape, so every file has its own key and its one row.
 
 Rows with ``status="error"`` are results too: a resumed run keeps them and does not retry
 those images (delete the rows, or use another ``out``, to retry). A failure of the
@@ -51,6 +55,7 @@ The package's parts: :mod:`~cephspine.cohorts.inputs` (which files),
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -197,7 +202,9 @@ def cohort(
             ``.parquet`` output without pyarrow (``cephspine[parquet]``).
         InputNotFoundError: ``images`` does not exist.
         UnknownModelError, ModelLoadError: ``model`` is not a usable model.
-        OutputError: ``out`` or ``landmarks_out`` is being written by another run.
+        OutputError: ``out`` or ``landmarks_out`` is being written by another run, or
+            cannot be written (a full disk, no permission; the message names the file and
+            the cause). The rows written before stay, for a resumed run.
     """
     if engine not in ENGINES:
         raise InvalidArgumentError(f"engine must be one of {', '.join(repr(e) for e in ENGINES)}; got {engine!r}")
@@ -227,6 +234,7 @@ def cohort(
 
     writers: list[CohortWriter] = []
     lost: list[tuple[str, NotAnalysed]] = []
+    results: Any = None
     try:
         writer = lm_writer = None
         if out_path is not None:
@@ -302,6 +310,9 @@ def cohort(
     except BaseException:
         for w in writers:
             w.abort()
+        if results is not None:  # end the images in flight here, their warnings still captured
+            with contextlib.suppress(Exception):
+                results.close()
         raise
     log.info("cohort: %d analysed, %d error row(s), %d not analysed", len(new_rows), n_errors, len(lost))
     if lost:

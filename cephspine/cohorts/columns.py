@@ -18,6 +18,7 @@ A CSV stores a missing value as an empty field; Parquet as a null of a ``string`
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -39,6 +40,42 @@ INTEGER_DTYPE = pd.Int64Dtype()
 def one_line(text: str) -> str:
     """``text`` with line breaks (and the blanks around them) folded into single spaces."""
     return " ".join(text.split()) if ("\n" in text or "\r" in text) else text
+
+
+_KEY_SPECIAL = re.compile("[\\\\\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_KEY_NAMED = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_KEY_ESCAPE = re.compile(r"\\(?:([\\nrt])|x([0-9a-f]{2})|u([0-9a-f]{4}))")
+
+
+def _key_char(m: re.Match[str]) -> str:
+    ch = m.group()
+    if ch in _KEY_NAMED:
+        return _KEY_NAMED[ch]
+    code = ord(ch)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def _key_unchar(m: re.Match[str]) -> str:
+    named, byte, code = m.groups()
+    if named is not None:
+        return {"\\": "\\", "n": "\n", "r": "\r", "t": "\t"}[named]
+    return chr(int(byte or code, 16))
+
+
+def escape_key(name: str) -> str:
+    """``name`` (a file name or relative path) as one line of printable text that names it
+    unambiguously, for the ``image`` column of a cohort table: a backslash is doubled, a
+    line feed, carriage return and tab become ``\\n``, ``\\r`` and ``\\t``, any other
+    control character ``\\xHH`` (``\\u2028``/``\\u2029`` for the Unicode line and
+    paragraph separators, ``\\uHHHH`` for a byte of a name that is not UTF-8); every other
+    character stays. A name without such characters is its own key."""
+    return _KEY_SPECIAL.sub(_key_char, name) if _KEY_SPECIAL.search(name) else name
+
+
+def unescape_key(key: str) -> str:
+    """The file name or relative path that a cohort table's ``image`` key names (the inverse
+    of :func:`escape_key`)."""
+    return _KEY_ESCAPE.sub(_key_unchar, key) if "\\" in key else key
 
 
 def is_missing(value: Any) -> bool:

@@ -99,14 +99,18 @@ def run_local(
     per_worker = max(1, (os.cpu_count() or 1) // workers)
     with warning_router(), _torch_threads(per_worker), ThreadPoolExecutor(workers, "cephspine-cohort") as pool:
         pending: deque[tuple[Task, Any]] = deque()
-        for task in todo:
-            pending.append((task, pool.submit(routed_call, analyze, task[0])))
-            if len(pending) >= 2 * workers:
+        try:
+            for task in todo:
+                pending.append((task, pool.submit(routed_call, analyze, task[0])))
+                if len(pending) >= 2 * workers:
+                    t, fut = pending.popleft()
+                    yield t, outcome(fut.result)
+            while pending:
                 t, fut = pending.popleft()
                 yield t, outcome(fut.result)
-        while pending:
-            t, fut = pending.popleft()
-            yield t, outcome(fut.result)
+        finally:  # closed early (the run failed): images not started are not analysed
+            for _, fut in pending:
+                fut.cancel()
 
 
 # ---------------------------------------------------------------------------- ray

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cephspine.analysis import Analysis, analyze, read_identifiers
-from cephspine.cohorts.columns import landmark_schema, one_line, row_schema
+from cephspine.cohorts.columns import escape_key, landmark_schema, one_line, row_schema
+from cephspine.errors import is_out_of_memory
 
 if TYPE_CHECKING:
     from cephspine.detector import Detector
@@ -43,23 +44,16 @@ class OutOfMemory(RuntimeError):
     image without a row, for a resumed run to analyse)."""
 
 
-def _out_of_memory(exc: BaseException) -> bool:
-    if isinstance(exc, MemoryError):
-        return True
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return False
-    return isinstance(exc, torch.cuda.OutOfMemoryError)
-
-
 def image_key(path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> str:
     """The ``image`` column of a file: its path relative to ``root`` (``/``-separated), or
-    its file name when ``root`` is ``None``."""
+    its file name when ``root`` is ``None``, escaped to one unambiguous line by
+    :func:`~cephspine.cohorts.columns.escape_key` (a line break, tab, backslash or other
+    control character in the name is written as a backslash escape: a file whose name has
+    a line break between ``new`` and ``line.png`` is keyed ``new\\nline.png``, apart from
+    ``new line.png``); :func:`~cephspine.cohorts.columns.unescape_key` gives the name back."""
     p = Path(path)
-    if root is None:
-        return p.name
-    return p.relative_to(Path(root)).as_posix()
+    name = p.name if root is None else p.relative_to(Path(root)).as_posix()
+    return escape_key(name)
 
 
 def _scrubber(path: Path, include_identifiers: bool) -> Any:
@@ -119,7 +113,7 @@ def analyze_image(
         try:
             analysis = analyze(path, kind, detector=detector, spacing=spacing, include_identifiers=include_identifiers)
         except Exception as exc:  # one bad image never ends a cohort
-            if _out_of_memory(exc):
+            if is_out_of_memory(exc):
                 raise OutOfMemory(f"{key}: out of memory ({type(exc).__name__})") from exc
             failure = exc
     messages: list[str] = list(analysis.warnings) if analysis is not None else []
@@ -136,9 +130,13 @@ def analyze_image(
                 scrub = _scrubber(path, include_identifiers)
             except Exception:  # identifiers unreadable: keep no text that could hold one
                 scrub = (lambda t: t) if include_identifiers else (lambda t: "<redacted>" if t else t)
-        if key != path.name and s.startswith(f"{path.name}:"):  # name the image as its row does
-            s = key + s[len(path.name) :]
-        return str(scrub(one_line(s.replace(str(path), key))))
+        s = s.replace(str(path), key)
+        shown = escape_key(path.name)
+        if shown != path.name:  # a name with a line break or control character: as its key writes it
+            s = s.replace(path.name, shown)
+        if key != shown and s.startswith(f"{shown}:"):  # name the image as its row does
+            s = key + s[len(shown) :]
+        return str(scrub(one_line(s)))
 
     row: dict[str, Any] = {}
     landmarks: list[dict[str, Any]] = []

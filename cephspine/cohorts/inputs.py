@@ -28,7 +28,9 @@ def _is_candidate(p: Path) -> bool:
 
 def list_images(folder: str | os.PathLike[str], recursive: bool = False) -> list[Path]:
     """The candidate image files of a folder in a deterministic (sorted) order; hidden
-    files and folders are skipped. See :data:`IMAGE_SUFFIXES`.
+    files and folders are skipped. See :data:`IMAGE_SUFFIXES`. Entries that are not
+    regular files (FIFOs, devices, dangling links, link loops) are listed too, so that the
+    cohort gives each an error row rather than skipping it unseen.
 
     Raises:
         InputNotFoundError: ``folder`` is not a folder.
@@ -43,8 +45,17 @@ def list_images(folder: str | os.PathLike[str], recursive: bool = False) -> list
             found.extend(Path(dirpath) / f for f in filenames)
     else:
         found = list(root.iterdir())
-    files = [p for p in found if _is_candidate(p) and p.is_file()]
+    # everything but folders: a FIFO, a device, a dangling link or a loop of links is not
+    # skipped silently but becomes the image's error row (load_image refuses it unopened)
+    files = [p for p in found if _is_candidate(p) and not _is_dir(p)]
     return sorted(files, key=lambda p: p.relative_to(root).parts)
+
+
+def _is_dir(p: Path) -> bool:
+    try:
+        return p.is_dir()
+    except OSError:  # e.g. a loop of symbolic links on some Pythons
+        return False
 
 
 def collect(images: Any, recursive: bool) -> tuple[list[Path], Path | None]:

@@ -1,15 +1,26 @@
 """Durable, resumable cohort tables (``.csv`` or ``.parquet``) and their settings record.
 
-* CSV: one complete line per image, appended then flushed and ``fsync``-ed. On resume a
-  trailing incomplete line (a write cut short by a kill) is truncated before appending.
-* Parquet: each finished image is a separate part file in the hidden sidecar folder
-  ``.<name>.parts/`` next to the table, each written to a temporary name and renamed into
-  place (so a part is either complete or absent). At the end the previous table and the
-  parts are consolidated into the table through a temporary file and :func:`os.replace`,
-  and the sidecar folder is removed.
+* CSV: one complete line per row, an image's rows appended together, then ``fsync``-ed.
+  Text cells that a spreadsheet would evaluate as a formula are written with a leading
+  apostrophe and read back without it (:mod:`cephspine._csvcells`). On resume a trailing
+  incomplete line (a write cut short by a kill) is truncated before appending.
+* Parquet: the rows are journalled in the hidden sidecar folder ``.<name>.parts/`` next
+  to the table, in ``rows.jsonl``: a header line naming the columns, then one JSON line
+  per image holding its rows, appended and ``fsync``-ed like a CSV line (so an image is
+  in it completely or, after a kill, as a last incomplete line that is truncated on
+  resume). A journal line takes about as many bytes as the CSV line of the row, not a
+  Parquet file per image. At the end the previous table and the journal are consolidated
+  into the table through a temporary file and :func:`os.replace`, and the sidecar folder
+  is removed. Part files (``part-*.parquet``) left there by an interrupted run of an
+  earlier version are read and consolidated too.
 * Settings: ``<name>.settings.json`` next to the table records the settings its rows were
   made with (:func:`~cephspine.cohorts.settings.cohort_settings`). A table that has rows
   is resumed only with the same settings; otherwise :class:`CohortSettingsError`.
+* Failures: an ``OSError`` while writing (a full disk, no permission) is an
+  :class:`OutputError` naming the file and the cause. An append that fails is cut back
+  off the file at once, and a temporary file of a failed rewrite, consolidation or
+  settings record is removed (one left by a killed run is removed when the table is next
+  opened), so a failed run leaves only what a resume reads.
 """
 
 from __future__ import annotations
@@ -22,13 +33,16 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import pandas as pd
 
+from cephspine._atomic import output_error, write_atomic
+from cephspine._csvcells import escape_cell, unescape_cell, unescape_frame
 from cephspine.cohorts.columns import TableSchema
 from cephspine.cohorts.settings import settings_changes
 from cephspine.errors import CohortSettingsError, InvalidArgumentError, MissingDependencyError, OutputError
@@ -40,6 +54,13 @@ OUTPUT_SUFFIXES: tuple[str, ...] = (".csv", ".parquet")
 
 SETTINGS_SUFFIX = ".settings.json"
 """Suffix added to a table's file name for its settings record."""
+
+JOURNAL_NAME = "rows.jsonl"
+"""Parquet: the journal of the rows written so far, in the table's sidecar folder."""
+
+_JOURNAL_FORMAT = "cephspine_cohort_journal"
+_TABLE = "cohort table"
+_SETTINGS = "cohort settings record"
 
 
 def settings_path(table: str | os.PathLike[str]) -> Path:
@@ -67,23 +88,70 @@ def read_settings(table: str | os.PathLike[str]) -> dict[str, Any] | None:
     return settings
 
 
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):  # not every platform can open a directory
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+def _output_error(exc: OSError, path: Path, what: str = _TABLE) -> OutputError:
+    """``exc`` as the :class:`OutputError` naming ``path`` (an ``OutputError`` as it is)."""
+    if isinstance(exc, OutputError):
+        return exc
+    return output_error(path, what, exc.strerror or str(exc), exc.errno)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+def _append(fh: IO[bytes], data: bytes, path: Path) -> None:
+    """Append ``data`` to ``fh`` (unbuffered, opened for appending) and flush it to disk.
+    When that fails (a full disk), the file is cut back to its size before, so that no
+    part of ``data`` stays, and an :class:`OutputError` naming ``path`` is raised."""
+    fd = fh.fileno()
+    size = os.fstat(fd).st_size
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, size)
+        raise _output_error(exc, path) from exc
+
+
+def _truncate_partial_line(fh: IO[bytes], path: Path) -> None:
+    """Cut off a last line without its newline (a write cut short by a kill)."""
+    fd = fh.fileno()
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return
+    fh.seek(size - 1)
+    if fh.read(1) == b"\n":
+        return
+    pos, cut = size, 0
+    while pos > 0:  # find the last newline, reading backwards in blocks
+        start = max(0, pos - 65536)
+        fh.seek(start)
+        block = fh.read(pos - start)
+        i = block.rfind(b"\n")
+        if i >= 0:
+            cut = start + i + 1
+            break
+        pos = start
+    log.warning("%s: dropping an incomplete last line (%d bytes) left by an interrupted run", path, size - cut)
+    os.ftruncate(fd, cut)
+    os.fsync(fd)
+
+
+def _remove_stale_temporaries(table: Path) -> None:
+    """Remove the temporary files of ``table`` and of its settings record left beside it by
+    a killed run (called with the table locked, so no other run is writing them)."""
+    name = re.compile(rf"\.{re.escape(table.name)}(?:{re.escape(SETTINGS_SUFFIX)})?(?:\.[0-9a-f]{{12}})?\.tmp")
+    with contextlib.suppress(OSError):
+        for p in table.parent.iterdir():
+            if name.fullmatch(p.name):
+                with contextlib.suppress(OSError):
+                    p.unlink()
+
+
+def _json_line(line: bytes) -> Any:
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
 
 
 def _lock(fh: IO[Any], path: Path) -> None:
@@ -142,11 +210,13 @@ class CohortWriter:
         CohortSettingsError: an existing table with other columns, or with rows made with
             other settings (or without a settings record) than ``settings``.
         MissingDependencyError: ``.parquet`` without pyarrow (``cephspine[parquet]``).
-        OutputError: the table is being written by another run, or is not a readable table.
+        OutputError: the table is being written by another run, is not a readable table,
+            or cannot be written (the message names the file and the cause).
 
     Use :meth:`done` for the images already written, :meth:`write` (one row) or
     :meth:`write_rows` (one image's rows, together) as images finish, then :meth:`close`
-    and :meth:`read`. Each write is durable when it returns.
+    and :meth:`read`. Each write is durable when it returns; one that fails (a full disk)
+    raises :class:`OutputError` and leaves the table as it was before it.
     """
 
     def __init__(
@@ -179,14 +249,16 @@ class CohortWriter:
         self._closed = False
         if self.format == "parquet":
             pyarrow_modules()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.format == "csv":
                 self._open_csv()
             else:
                 self._open_parquet()
-        except BaseException:
+        except BaseException as exc:
             self._release()
+            if isinstance(exc, OSError):
+                raise _output_error(exc, self.path) from exc
             raise
 
     # ------------------------------------------------------------------ public
@@ -214,10 +286,11 @@ class CohortWriter:
         if not rows:
             return
         cells = [[self.schema.cell(c, r.get(c)) for c in self.columns] for r in rows]
+        assert self._fh is not None
         if self.format == "csv":
-            self._append_bytes(self._csv_lines(cells))
+            _append(self._fh, self._csv_lines(cells), self.path)
         else:
-            self._append_part(cells)
+            _append(self._fh, self._journal_line(cells), self.path)
         status_i = self.columns.index("status") if "status" in self.columns else None
         key_i = self.columns.index(self.key)
         for r in cells:
@@ -225,12 +298,19 @@ class CohortWriter:
             self._status.setdefault(str(r[key_i]), str(status or ""))
 
     def close(self) -> None:
-        """Finish the table (Parquet: consolidate the parts into ``path``) and release it."""
+        """Finish the table (Parquet: consolidate the journal into ``path``) and release it.
+
+        Raises:
+            OutputError: the consolidated table cannot be written (the journal stays, for
+                a resumed run to consolidate).
+        """
         if self._closed:
             return
-        if self.format == "parquet":
-            self._consolidate()
-        self._release()
+        try:
+            if self.format == "parquet":
+                self._consolidate()
+        finally:
+            self._release()
 
     def abort(self) -> None:
         """Release the table without finishing it; what was written stays for a resume."""
@@ -242,6 +322,7 @@ class CohortWriter:
         :mod:`cephspine.cohorts.columns`."""
         if self.format == "csv":
             df = pd.read_csv(self.path, dtype=str, keep_default_na=False, encoding="utf-8")
+            df = unescape_frame(df, self.schema.text)
         elif self.path.exists():
             df = pd.read_parquet(self.path)
         else:
@@ -273,7 +354,7 @@ class CohortWriter:
             with open(self.path, "rb") as fh:
                 fh.readline()  # the header
                 return bool(fh.read(1))
-        if self._part_files():
+        if self._part_files() or self._journal_has_rows():
             return True
         if not self.path.exists():
             return False
@@ -315,25 +396,33 @@ class CohortWriter:
                 "software_version": __version__,
                 "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             }
-            _write_atomic(record, (json.dumps(data, indent=1) + "\n").encode("utf-8"))
+            text = (json.dumps(data, indent=1) + "\n").encode("utf-8")
+            write_atomic(record, lambda fh: fh.write(text), _SETTINGS)
 
     # ------------------------------------------------------------------ csv
-    def _csv_lines(self, cells: Sequence[Sequence[Any]]) -> bytes:
+    def _csv_lines(self, rows: Sequence[Sequence[Any]], *, escape: bool = True) -> bytes:
+        """CSV lines of ``rows`` (cells in column order); ``escape``: the text cells escaped
+        for spreadsheets (rows as stored, not the header or records read back)."""
+        text = [i for i, c in enumerate(self.columns) if c in self.schema.text] if escape else []
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        for r in cells:
-            writer.writerow(["" if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in r])
+        for r in rows:
+            cells = ["" if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in r]
+            for i in text:
+                cells[i] = escape_cell(cells[i])
+            writer.writerow(cells)
         return buf.getvalue().encode("utf-8")
 
     def _open_csv(self) -> None:
-        fh = open(self.path, "a+b")  # noqa: SIM115 - held open for the whole run
+        fh = open(self.path, "a+b", buffering=0)  # noqa: SIM115 - held open for the whole run
         _lock(fh, self.path)
         self._fh = fh
+        _remove_stale_temporaries(self.path)
         self._check_settings()
         self._check_header()
-        self._truncate_partial_line()
+        _truncate_partial_line(fh, self.path)
         if os.fstat(fh.fileno()).st_size == 0:
-            self._append_bytes(self._csv_lines([self.columns]))
+            _append(fh, self._csv_lines([self.columns], escape=False), self.path)
             return
         keep = self._scan_csv()
         if keep is not None:
@@ -348,30 +437,6 @@ class CohortWriter:
             return  # a header cut short, or no rows: the table is started afresh
         if tuple(next(csv.reader([first]))) != self.columns:
             raise _other_columns(self.path)
-
-    def _truncate_partial_line(self) -> None:
-        assert self._fh is not None
-        fd = self._fh.fileno()
-        size = os.fstat(fd).st_size
-        if size == 0:
-            return
-        self._fh.seek(size - 1)
-        if self._fh.read(1) == b"\n":
-            return
-        pos, cut = size, 0
-        while pos > 0:  # find the last newline, reading backwards in blocks
-            start = max(0, pos - 65536)
-            self._fh.seek(start)
-            block = self._fh.read(pos - start)
-            i = block.rfind(b"\n")
-            if i >= 0:
-                cut = start + i + 1
-                break
-            pos = start
-        log.warning("%s: dropping an incomplete last line (%d bytes) left by an interrupted run", self.path, size - cut)
-        self._fh.truncate(cut)
-        self._fh.flush()
-        os.fsync(fd)
 
     def _scan_csv(self) -> set[int] | None:
         """Read keys and statuses of an existing CSV; return the data line numbers to keep
@@ -388,16 +453,17 @@ class CohortWriter:
                     raise _other_columns(self.path)
                 # a header without rows (a table started with other settings): start afresh
                 assert self._fh is not None
-                self._fh.truncate(0)
-                self._append_bytes(self._csv_lines([self.columns]))
+                os.ftruncate(self._fh.fileno(), 0)
+                _append(self._fh, self._csv_lines([self.columns], escape=False), self.path)
                 return None
             for i, rec in enumerate(reader):
                 if len(rec) != len(self.columns) or not rec[key_i]:
                     bad += 1
                     continue
-                lines_of.setdefault(rec[key_i], []).append(i)
-                if rec[key_i] not in self._status:
-                    self._status[rec[key_i]] = rec[status_i] if status_i is not None else ""
+                key = unescape_cell(rec[key_i])
+                lines_of.setdefault(key, []).append(i)
+                if key not in self._status:
+                    self._status[key] = unescape_cell(rec[status_i]) if status_i is not None else ""
         keep: set[int] = set()
         dropped: list[str] = []
         for k, lines in lines_of.items():
@@ -417,36 +483,33 @@ class CohortWriter:
         return keep
 
     def _rewrite_csv(self, keep: set[int]) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with open(self.path, encoding="utf-8", newline="") as src, open(tmp, "wb") as dst:
-            reader = csv.reader(src)
-            dst.write(self._csv_lines([next(reader)]))
-            for i, rec in enumerate(reader):
-                if i in keep:
-                    dst.write(self._csv_lines([rec]))
-            dst.flush()
-            os.fsync(dst.fileno())
-        os.replace(tmp, self.path)
-        _fsync_dir(self.path.parent)
+        def render(dst: IO[bytes]) -> None:
+            with open(self.path, encoding="utf-8", newline="") as src:
+                reader = csv.reader(src)
+                dst.write(self._csv_lines([next(reader)], escape=False))
+                for i, rec in enumerate(reader):
+                    if i in keep:
+                        dst.write(self._csv_lines([rec], escape=False))  # as stored: escaped already
+
+        write_atomic(self.path, render, _TABLE)
         assert self._fh is not None
         self._fh.close()
-        self._fh = open(self.path, "a+b")  # noqa: SIM115
+        self._fh = open(self.path, "a+b", buffering=0)  # noqa: SIM115
         _lock(self._fh, self.path)
-
-    def _append_bytes(self, data: bytes) -> None:
-        assert self._fh is not None
-        self._fh.seek(0, os.SEEK_END)
-        self._fh.write(data)
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
 
     # ------------------------------------------------------------------ parquet
     @property
     def parts_dir(self) -> Path:
-        """Parquet: the hidden folder holding the parts written so far."""
+        """Parquet: the hidden folder holding the journal of the rows written so far."""
         return self.path.with_name(f".{self.path.name}.parts")
 
+    @property
+    def journal_path(self) -> Path:
+        """Parquet: the journal of the rows written so far (:data:`JOURNAL_NAME`)."""
+        return self.parts_dir / JOURNAL_NAME
+
     def _part_files(self) -> list[Path]:
+        """Part files of an interrupted run of an earlier version (one per image)."""
         if not self.parts_dir.is_dir():
             return []
         return sorted(self.parts_dir.glob("part-*.parquet"))
@@ -464,8 +527,9 @@ class CohortWriter:
         self.parts_dir.mkdir(parents=True, exist_ok=True)
         self._lock_fh = open(self.parts_dir / "lock", "a")  # noqa: SIM115
         _lock(self._lock_fh, self.path)
-        for tmp in self.parts_dir.glob("*.tmp"):  # a part whose write was interrupted
+        for tmp in self.parts_dir.glob("*.tmp"):  # a write that was interrupted
             tmp.unlink()
+        _remove_stale_temporaries(self.path)
         self._check_settings()
         wanted = [self.key] + (["status"] if "status" in self.columns else [])
         sources: list[Path] = [self.path] if self.path.exists() else []
@@ -484,36 +548,104 @@ class CohortWriter:
             statuses = table.get("status", [""] * len(table[self.key]))
             for k, s in zip(table[self.key], statuses):
                 self._status.setdefault(str(k), str(s or ""))
-        parts = self._part_files()
-        self._next_part = int(parts[-1].stem.split("-")[1]) + 1 if parts else 0
+        self._open_journal()
+
+    # the journal: a header line, then one JSON line per image: the list of its rows, each
+    # the list of its cells in column order (null for a missing value)
+    def _journal_header(self) -> bytes:
+        header = {_JOURNAL_FORMAT: 1, "columns": list(self.columns)}
+        return (json.dumps(header, separators=(",", ":")) + "\n").encode("ascii")
+
+    def _journal_line(self, cells: Sequence[Sequence[Any]]) -> bytes:
+        block = [[None if isinstance(v, float) and math.isnan(v) else v for v in r] for r in cells]
+        return (json.dumps(block, separators=(",", ":")) + "\n").encode("ascii")
+
+    def _journal_has_rows(self) -> bool:
+        try:
+            with open(self.journal_path, "rb") as fh:
+                fh.readline()  # the header
+                return bool(fh.read(1))
+        except FileNotFoundError:
+            return False
+
+    def _is_block(self, block: Any) -> bool:
+        key_i = self.columns.index(self.key)
+        return (
+            isinstance(block, list)
+            and bool(block)
+            and all(isinstance(r, list) and len(r) == len(self.columns) for r in block)
+            and all(isinstance(r[key_i], str) and r[key_i] for r in block)
+        )
+
+    def _journal_blocks(self) -> Iterator[tuple[int, Any]]:
+        """``(line number, block)`` of each line of the journal after its header (``None``
+        for a line that is not JSON)."""
+        if not self.journal_path.exists():
+            return
+        with open(self.journal_path, "rb") as fh:
+            fh.readline()
+            for i, line in enumerate(fh):
+                yield i, _json_line(line)
+
+    def _open_journal(self) -> None:
+        fh = open(self.journal_path, "a+b", buffering=0)  # noqa: SIM115 - held open for the whole run
+        self._fh = fh
+        _truncate_partial_line(fh, self.journal_path)
+        if os.fstat(fh.fileno()).st_size:
+            with open(self.journal_path, "rb") as first:
+                header = _json_line(first.readline())
+            if not (isinstance(header, dict) and header.get(_JOURNAL_FORMAT) == 1):
+                log.warning("%s: dropping an unreadable journal", self.journal_path)
+                os.ftruncate(fh.fileno(), 0)
+            elif tuple(header.get("columns") or ()) != self.columns:
+                raise _other_columns(self.journal_path)
+        if os.fstat(fh.fileno()).st_size == 0:
+            _append(fh, self._journal_header(), self.path)
+            return
+        status_i = self.columns.index("status") if "status" in self.columns else None
+        key_i = self.columns.index(self.key)
+        bad: set[int] = set()
+        for i, block in self._journal_blocks():
+            if not self._is_block(block):
+                bad.add(i)
+                continue
+            for r in block:
+                status = r[status_i] if status_i is not None else None
+                self._status.setdefault(r[key_i], str(status or ""))
+        if bad:
+            log.warning("%s: removing %d unreadable line(s)", self.journal_path, len(bad))
+            self._rewrite_journal(bad)
+
+    def _rewrite_journal(self, bad: set[int]) -> None:
+        def render(dst: IO[bytes]) -> None:
+            with open(self.journal_path, "rb") as src:
+                dst.write(src.readline())
+                for i, line in enumerate(src):
+                    if i not in bad:
+                        dst.write(line)
+
+        write_atomic(self.journal_path, render, _TABLE)
+        assert self._fh is not None
+        self._fh.close()
+        self._fh = open(self.journal_path, "a+b", buffering=0)  # noqa: SIM115
 
     def _to_arrow(self, df: pd.DataFrame) -> Any:
         pa, _ = pyarrow_modules()
         return pa.Table.from_pandas(self.schema.normalise(df), schema=self._arrow_schema(), preserve_index=False)
 
-    def _append_part(self, cells: Sequence[Sequence[Any]]) -> None:
-        _, pq = pyarrow_modules()
-        table = self._to_arrow(pd.DataFrame(list(cells), columns=list(self.columns)))
-        part = self.parts_dir / f"part-{self._next_part:08d}.parquet"
-        tmp = part.with_name(part.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            pq.write_table(table, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, part)
-        _fsync_dir(self.parts_dir)
-        self._next_part += 1
-
     def _read_parts(self) -> pd.DataFrame:
+        """The rows of the journal (after those of earlier versions' part files)."""
         frames = [self.schema.normalise(pd.read_parquet(p)) for p in self._part_files()]
+        rows = [r for _, block in self._journal_blocks() if self._is_block(block) for r in block]
+        if rows:
+            frames.append(self.schema.normalise(pd.DataFrame(rows, columns=list(self.columns))))
         if not frames:
             return self.schema.normalise(pd.DataFrame(columns=list(self.columns)))
         return pd.concat(frames, ignore_index=True)
 
     def _consolidate(self) -> None:
         _, pq = pyarrow_modules()
-        parts = self._part_files()
-        if self.path.exists() and not parts:
+        if self.path.exists() and not self._part_files() and not self._journal_has_rows():
             shutil.rmtree(self.parts_dir, ignore_errors=True)
             return
         old = self.schema.normalise(pd.read_parquet(self.path)) if self.path.exists() else None
@@ -523,11 +655,6 @@ class CohortWriter:
             df = pd.concat([old, new], ignore_index=True) if len(new) else old
         else:
             df = new
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with open(tmp, "wb") as fh:
-            pq.write_table(self._to_arrow(df), fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
-        _fsync_dir(self.path.parent)
+        table = self._to_arrow(df)
+        write_atomic(self.path, lambda fh: pq.write_table(table, fh), _TABLE)
         shutil.rmtree(self.parts_dir, ignore_errors=True)

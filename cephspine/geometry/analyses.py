@@ -614,7 +614,7 @@ def _landmarks_mm(xy_px: npt.ArrayLike | Prediction, spacing: Any) -> FloatArray
             raise LandmarkError(f"landmarks must be a ({_N}, 2) array of numbers") from None
         if pts.shape != (_N, 2):
             raise LandmarkError(f"cephalometric analyses need {_N} landmarks of shape ({_N}, 2), got {pts.shape}")
-    sp: Spacing | None = as_spacing(spacing)
+    sp: Spacing | None = as_spacing(spacing, plausible=False)
     if sp is None:
         raise SpacingError(
             "cephalometric analyses are computed in millimetres and need the pixel spacing: pass spacing= "

@@ -379,7 +379,7 @@ def ceph_measures(
         pts = np.asarray(xy, dtype=np.float64)
         if pts.shape != (_N, 2):
             raise LandmarkError(f"cephalometric measures need {_N} landmarks of shape ({_N}, 2), got {pts.shape}")
-    sp = as_spacing(spacing)
+    sp = as_spacing(spacing, plausible=False)
     names = _requested(measures)
     scale = sp.xy_mm if sp is not None else None
     _check_spacing(names, scale)

@@ -15,34 +15,81 @@
 
 The result is an :class:`Annotations`: a read-only mapping image name → ``(N, 2)`` float
 array of ``(x, y)`` pixel positions, in the order of :attr:`Annotations.names`.
+
+Only regular files of at most :data:`MAX_ANNOTATION_BYTES` are read, every COCO field is
+checked for its type and range before it is used, and with ``images=`` an image name must
+stay inside that folder (after ``..`` and symbolic links are resolved).
 """
 
 from __future__ import annotations
 
+import io
 import json
+import math
 import os
+import stat
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import numpy.typing as npt
 
-from cephspine.errors import InputNotFoundError, InvalidArgumentError, LandmarkError
+from cephspine.errors import ImageReadError, InputNotFoundError, InvalidArgumentError, LandmarkError
+from cephspine.io._checks import MAX_SIDE_PX, check_shape
 from cephspine.radiograph import Spacing
 
-__all__ = ["CSV_COLUMNS", "Annotations", "read_annotations"]
+__all__ = ["CSV_COLUMNS", "MAX_ANNOTATION_BYTES", "Annotations", "read_annotations"]
 
 CSV_COLUMNS: tuple[str, ...] = ("image", "landmark", "x_px", "y_px")
 """The columns an annotation CSV file must have."""
 
+MAX_ANNOTATION_BYTES = 256 * 2**20
+"""The largest annotation file read (256 MiB, a COCO or CSV file of tens of thousands of
+images); a larger one is refused before it is read."""
+
 _SHOWN = 8  # items listed in an error before "and N more"
+_SHOWN_CHARS = 200  # characters of a value from the file quoted in an error
 
 
 def _listed(items: Sequence[Any]) -> str:
     shown = ", ".join(str(i) for i in items[:_SHOWN])
     return shown + (f" and {len(items) - _SHOWN} more" if len(items) > _SHOWN else "")
+
+
+def _shown(value: Any) -> str:
+    """A short description of a value read from a file, for an error message."""
+    scalar = (str, int, float)
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, (list, tuple)) and (len(value) > 4 or not all(isinstance(v, scalar) for v in value)):
+        return "an array"
+    text = repr(value[:_SHOWN_CHARS] if isinstance(value, str) else value)
+    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "..."
+
+
+def _is_id(value: Any) -> TypeGuard[int | str]:
+    """Whether ``value`` can be a COCO id: an integer or a string."""
+    return isinstance(value, (int, str)) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    """Whether ``value`` is a real number (not a boolean)."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _as_float(value: Any) -> float:
+    """A number as a float, an integer beyond the float range as ±infinity."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,9 +130,11 @@ def read_annotations(path: str | os.PathLike[str], *, images: str | os.PathLike[
     The format is chosen by the file's suffix (``.json``: COCO, ``.csv``: CSV).
 
     Args:
-        path: the annotation file.
+        path: the annotation file: a regular file (or a symbolic link to one) of at most
+            :data:`MAX_ANNOTATION_BYTES`.
         images: a folder holding the annotated images: each image's size is read from its
-            file (which must be there) and every point must lie in it.
+            file (which must be there) and every point must lie in it. Image names are
+            paths relative to this folder and must stay inside it.
 
     Returns:
         An :class:`Annotations` mapping image name → ``(N, 2)`` pixel positions.
@@ -93,23 +142,33 @@ def read_annotations(path: str | os.PathLike[str], *, images: str | os.PathLike[
     Raises:
         InputNotFoundError: ``path`` or ``images`` does not exist, or an annotated image
             is not in ``images``.
-        InvalidArgumentError: a file of another suffix, one that is not valid JSON/CSV, a
-            CSV without the needed columns, a COCO file without keypoint categories, an
-            annotation of an image id that is not among the images, or a bad spacing.
+        InvalidArgumentError: ``path`` is not a regular file or is larger than
+            :data:`MAX_ANNOTATION_BYTES`; a file of another suffix, one that is not valid
+            JSON/CSV, a CSV without the needed columns, a COCO file without keypoint
+            categories, a COCO field of the wrong type or out of range (ids that are not
+            integers or strings, sizes that are not whole numbers from 1 to
+            :data:`~cephspine.io._checks.MAX_SIDE_PX`, file names that are not strings,
+            keypoints that are not a flat array of numbers, a visibility other than 0, 1
+            or 2, ...), an annotation of an image id that is not among the images, or a
+            bad spacing; with ``images``, an image name that leads outside the folder
+            (absolute, through ``..`` or a symbolic link: the same error whether or not
+            the file it names exists) or that names something other than a regular file.
         LandmarkError: missing or duplicate landmarks for an image, landmark sets that
             differ between images, positions that are not finite, or points outside the
             image (a pixel's centre ± 0.5 px) where the image size is known.
+        ImageReadError: with ``images``, an image file whose size cannot be read, or whose
+            size is beyond what :func:`cephspine.load_image` accepts (e.g. a decompression
+            bomb).
 
     Every message names the file and the cause.
     """
     p = Path(os.fspath(path))
-    if not p.is_file():
-        raise InputNotFoundError(f"{p}: no such annotation file")
+    _check_regular(_stat(p), p)
     suffix = p.suffix.lower()
     if suffix == ".json":
-        ann = _read_coco(p)
+        ann = _read_coco(p, _read_bytes(p))
     elif suffix == ".csv":
-        ann = _read_csv(p)
+        ann = _read_csv(p, _read_bytes(p))
     else:
         raise InvalidArgumentError(f"{p}: annotations must be a COCO keypoints .json or a .csv file")
     if images is not None:
@@ -118,51 +177,109 @@ def read_annotations(path: str | os.PathLike[str], *, images: str | os.PathLike[
     return ann
 
 
+def _stat(p: Path) -> os.stat_result:
+    try:
+        return os.stat(p)
+    except (FileNotFoundError, NotADirectoryError):
+        raise InputNotFoundError(f"{p}: no such annotation file") from None
+    except (OSError, ValueError) as exc:
+        raise InvalidArgumentError(f"{p}: cannot read the annotation file ({_reason(exc)})") from None
+
+
+def _reason(exc: BaseException) -> str:
+    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
+
+
+def _check_regular(st: os.stat_result, p: Path) -> None:
+    """Refuse what is not a regular file of at most :data:`MAX_ANNOTATION_BYTES`."""
+    if not stat.S_ISREG(st.st_mode):
+        raise InvalidArgumentError(f"{p}: not a regular file; annotations are read from regular files only")
+    if st.st_size > MAX_ANNOTATION_BYTES:
+        raise InvalidArgumentError(
+            f"{p}: {st.st_size} bytes, more than the {MAX_ANNOTATION_BYTES // 2**20} MiB an annotation file may have"
+        )
+
+
+def _read_bytes(p: Path) -> bytes:
+    """The content of the annotation file, checked again on the open file (regular, and read
+    no further than :data:`MAX_ANNOTATION_BYTES`, should it have grown)."""
+    from cephspine.io.bounded import UnsafeFileError, read_bounded
+
+    try:
+        return read_bounded(p, MAX_ANNOTATION_BYTES)
+    except (FileNotFoundError, NotADirectoryError):
+        raise InputNotFoundError(f"{p}: no such annotation file") from None
+    except UnsafeFileError as exc:
+        raise InvalidArgumentError(
+            f"{p}: {exc.strerror}; annotations are read from regular files of at most "
+            f"{MAX_ANNOTATION_BYTES // 2**20} MiB"
+        ) from None
+    except OSError as exc:
+        raise InvalidArgumentError(f"{p}: cannot read the annotation file ({_reason(exc)})") from None
+
+
 # --------------------------------------------------------------------------- COCO
 
 
-def _read_coco(p: Path) -> Annotations:
+def _read_coco(p: Path, data: bytes) -> Annotations:
     try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        doc = json.loads(data.decode("utf-8"))
+    except RecursionError:
+        raise InvalidArgumentError(f"{p}: not a JSON file this reader accepts (nested too deeply)") from None
+    except ValueError as exc:  # not UTF-8, not JSON, or an integer of more digits than Python converts
         raise InvalidArgumentError(f"{p}: not a JSON file ({exc})") from None
     if not isinstance(doc, dict) or not all(isinstance(doc.get(k), list) for k in ("images", "annotations")):
         raise InvalidArgumentError(f"{p}: not a COCO file (no 'images' and 'annotations' lists)")
-    categories = {
-        c.get("id"): tuple(str(n) for n in c["keypoints"])
-        for c in doc.get("categories") or []
-        if isinstance(c, dict) and isinstance(c.get("keypoints"), list) and c["keypoints"]
-    }
+    categories = _coco_categories(doc.get("categories"), p)
     if not categories:
         raise InvalidArgumentError(f"{p}: no category with keypoint names; not a COCO keypoints file")
-    by_id: dict[Any, dict[str, Any]] = {}
+    by_id: dict[int | str, str] = {}
     names_seen: set[str] = set()
-    for img in doc["images"]:
-        if not isinstance(img, dict) or "id" not in img or not img.get("file_name"):
-            raise InvalidArgumentError(f"{p}: an image entry without id or file_name: {img!r}")
-        if img["id"] in by_id:
-            raise InvalidArgumentError(f"{p}: image id {img['id']!r} listed more than once")
-        if img["file_name"] in names_seen:
-            raise LandmarkError(f"{p}: image {img['file_name']!r} listed more than once")
-        names_seen.add(img["file_name"])
-        by_id[img["id"]] = img
+    spacing: dict[str, Spacing] = {}
+    sizes: dict[str, tuple[int, int]] = {}
+    for i, img in enumerate(doc["images"]):
+        where = f"{p}: images[{i}]"
+        if not isinstance(img, dict):
+            raise InvalidArgumentError(f"{where} is {_shown(img)}, not an object")
+        image_id, image = img.get("id"), img.get("file_name")
+        if not _is_id(image_id):
+            raise InvalidArgumentError(f"{where}: id is {_shown(image_id)}; an image id must be an integer or a string")
+        if not isinstance(image, str) or not image:
+            raise InvalidArgumentError(f"{where}: file_name is {_shown(image)}; it must be a non-empty string")
+        if image_id in by_id:
+            raise InvalidArgumentError(f"{p}: image id {_shown(image_id)} listed more than once")
+        if image in names_seen:
+            raise LandmarkError(f"{p}: image {_shown(image)} listed more than once")
+        names_seen.add(image)
+        by_id[image_id] = image
+        height, width = (_coco_side(img, key, where) for key in ("height", "width"))
+        if height is not None and width is not None:
+            sizes[image] = (height, width)
+        if img.get("pixel_spacing_mm") is not None:
+            spacing[image] = _spacing(img["pixel_spacing_mm"], image, p)
     names: tuple[str, ...] | None = None
     points: dict[str, npt.NDArray[np.float64]] = {}
-    for ann in doc["annotations"]:
-        if not isinstance(ann, dict) or "keypoints" not in ann:
+    for i, ann in enumerate(doc["annotations"]):
+        where = f"{p}: annotations[{i}]"
+        if not isinstance(ann, dict):
+            raise InvalidArgumentError(f"{where} is {_shown(ann)}, not an object")
+        if ann.get("keypoints") is None:
             continue  # not a keypoint annotation (e.g. a plain box)
-        image_id = ann.get("image_id")
+        label = _shown(ann["id"]) if _is_id(ann.get("id")) else "?"
+        image_id, cat = ann.get("image_id"), ann.get("category_id")
+        for key, value in (("image_id", image_id), ("category_id", cat)):
+            if not _is_id(value):
+                raise InvalidArgumentError(f"{where}: {key} is {_shown(value)}; it must be an integer or a string")
         if image_id not in by_id:
             raise InvalidArgumentError(
-                f"{p}: annotation {ann.get('id', '?')!r} refers to image id {image_id!r}, which is not among the images"
+                f"{p}: annotation {label} refers to image id {_shown(image_id)}, which is not among the images"
             )
-        cat = ann.get("category_id")
         if cat not in categories:
             raise InvalidArgumentError(
-                f"{p}: annotation {ann.get('id', '?')!r} has category {cat!r}, which has no keypoint names"
+                f"{p}: annotation {label} has category {_shown(cat)}, which has no keypoint names"
             )
         cat_names = categories[cat]
-        image = str(by_id[image_id]["file_name"])
+        image = by_id[image_id]
         if names is None:
             names = cat_names
         elif cat_names != names:
@@ -172,36 +289,79 @@ def _read_coco(p: Path) -> Annotations:
             )
         if image in points:
             raise LandmarkError(f"{p}: image {image} has more than one keypoint annotation")
-        points[image] = _coco_points(ann["keypoints"], names, image, p)
+        points[image] = _coco_points(ann["keypoints"], names, image, f"{where} (image {image})", p)
     if names is None:
         raise InvalidArgumentError(f"{p}: no keypoint annotations")
-    spacing: dict[str, Spacing] = {}
-    sizes: dict[str, tuple[int, int]] = {}
-    for img in by_id.values():
-        image = str(img["file_name"])
-        if image not in points:
-            continue
-        if img.get("width") and img.get("height"):
-            try:
-                sizes[image] = (int(img["height"]), int(img["width"]))
-            except (TypeError, ValueError):
-                raise InvalidArgumentError(f"{p}: image {image} has a width/height that is not a number") from None
-        sp = img.get("pixel_spacing_mm")
-        if sp is not None:
-            values = sp if isinstance(sp, list) and len(sp) == 2 else None
-            spacing[image] = _spacing(values, image, p)
-    return Annotations(names=names, points=points, spacing=spacing, image_sizes=sizes, source=str(p))
+    return Annotations(
+        names=names,
+        points=points,
+        spacing={image: sp for image, sp in spacing.items() if image in points},
+        image_sizes={image: hw for image, hw in sizes.items() if image in points},
+        source=str(p),
+    )
 
 
-def _coco_points(keypoints: Any, names: tuple[str, ...], image: str, p: Path) -> npt.NDArray[np.float64]:
+def _coco_categories(value: Any, p: Path) -> dict[int | str, tuple[str, ...]]:
+    """Category id → landmark names, for the categories that have keypoint names."""
+    if value is None:
+        return {}
+    if not isinstance(value, list):
+        raise InvalidArgumentError(f"{p}: categories is {_shown(value)}, not an array")
+    categories: dict[int | str, tuple[str, ...]] = {}
+    for i, c in enumerate(value):
+        where = f"{p}: categories[{i}]"
+        if not isinstance(c, dict):
+            raise InvalidArgumentError(f"{where} is {_shown(c)}, not an object")
+        names = c.get("keypoints")
+        if names is None or names == []:
+            continue  # a category of other annotations (e.g. boxes)
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise InvalidArgumentError(
+                f"{where}: keypoints is {_shown(names)}; it must be an array of landmark names (strings)"
+            )
+        cat = c.get("id")
+        if not _is_id(cat):
+            raise InvalidArgumentError(f"{where}: id is {_shown(cat)}; a category id must be an integer or a string")
+        if cat in categories:
+            raise InvalidArgumentError(f"{p}: category id {_shown(cat)} listed more than once")
+        counts = Counter(names)
+        dup = [n for n, k in counts.items() if k > 1]
+        if dup:
+            raise LandmarkError(f"{where}: landmark(s) {_listed(dup)} named more than once in its keypoints")
+        categories[cat] = tuple(names)
+    return categories
+
+
+def _coco_side(img: dict[str, Any], key: str, where: str) -> int | None:
+    """An image's ``width`` or ``height``: ``None`` where not given, else a whole number of
+    pixels from 1 to :data:`~cephspine.io._checks.MAX_SIDE_PX`."""
+    value = img.get(key)
+    if value is None:
+        return None
+    side = _as_float(value) if _is_number(value) else math.nan
+    if not (side.is_integer() and 1 <= side <= MAX_SIDE_PX):
+        raise InvalidArgumentError(
+            f"{where}: {key} is {_shown(value)}; it must be a whole number of pixels from 1 to {MAX_SIDE_PX}"
+        )
+    return int(side)
+
+
+def _coco_points(keypoints: Any, names: tuple[str, ...], image: str, where: str, p: Path) -> npt.NDArray[np.float64]:
+    """The ``(N, 2)`` positions of a flat ``[x, y, v] * N`` keypoints array (``null`` is
+    taken as a position that is not finite)."""
     n = len(names)
-    try:
-        kp = np.asarray(keypoints, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise LandmarkError(f"{p}: image {image}: keypoints are not numbers") from None
-    if kp.shape != (3 * n,):
-        raise LandmarkError(f"{p}: image {image}: {kp.size} keypoint values where {n} landmarks need {3 * n}")
-    kp = kp.reshape(n, 3)
+    form = "they must be a flat array of numbers [x, y, v] * N"
+    if not isinstance(keypoints, list):
+        raise InvalidArgumentError(f"{where}: keypoints is {_shown(keypoints)}; {form}")
+    for v in keypoints:
+        if v is not None and not _is_number(v):
+            raise InvalidArgumentError(f"{where}: keypoints hold {_shown(v)}; {form}")
+    if len(keypoints) != 3 * n:
+        raise LandmarkError(f"{p}: image {image}: {len(keypoints)} keypoint values where {n} landmarks need {3 * n}")
+    kp = np.array([math.nan if v is None else _as_float(v) for v in keypoints], dtype=np.float64).reshape(n, 3)
+    odd = [names[i] for i in np.flatnonzero(~np.isin(kp[:, 2], (0, 1, 2)))]
+    if odd:
+        raise InvalidArgumentError(f"{where}: landmark(s) {_listed(odd)} have a visibility v other than 0, 1 or 2")
     missing = [names[i] for i in np.flatnonzero(kp[:, 2] == 0)]
     if missing:
         raise LandmarkError(f"{p}: image {image}: landmark(s) {_listed(missing)} not labelled (v = 0)")
@@ -215,13 +375,16 @@ def _coco_points(keypoints: Any, names: tuple[str, ...], image: str, p: Path) ->
 # --------------------------------------------------------------------------- CSV
 
 
-def _read_csv(p: Path) -> Annotations:
+def _read_csv(p: Path, data: bytes) -> Annotations:
     import pandas as pd
 
+    from cephspine._csvcells import unescape_frame
+
     try:
-        df = pd.read_csv(p, dtype={"image": str, "landmark": str})
+        df = pd.read_csv(io.BytesIO(data), dtype={"image": str, "landmark": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise InvalidArgumentError(f"{p}: not a readable CSV file ({exc})") from None
+    df = unescape_frame(df, ("image", "landmark"))  # names a cephspine CSV escaped for spreadsheets
     missing = [c for c in CSV_COLUMNS if c not in df.columns]
     if missing:
         raise InvalidArgumentError(
@@ -300,12 +463,12 @@ def _csv_spacing(df: Any, idx: npt.NDArray[np.intp], image: str, p: Path) -> Spa
 
 
 def _spacing(values: Any, image: str, p: Path) -> Spacing:
-    try:
-        row, col = (float(v) for v in values)
-    except (TypeError, ValueError):
-        raise InvalidArgumentError(f"{p}: image {image}: pixel spacing {values!r} is not two numbers") from None
-    if not (np.isfinite(row) and np.isfinite(col) and row > 0 and col > 0):
-        raise InvalidArgumentError(f"{p}: image {image}: pixel spacing {values!r} is not positive and finite")
+    """A pixel spacing from a ``[row, col]`` pair of numbers, which must be positive and finite."""
+    if not isinstance(values, (list, tuple)) or len(values) != 2 or not all(_is_number(v) for v in values):
+        raise InvalidArgumentError(f"{p}: image {image}: pixel spacing {_shown(values)} is not two numbers")
+    row, col = (_as_float(v) for v in values)
+    if not (math.isfinite(row) and math.isfinite(col) and row > 0 and col > 0):
+        raise InvalidArgumentError(f"{p}: image {image}: pixel spacing {_shown(values)} is not positive and finite")
     return Spacing(row, col)
 
 
@@ -313,30 +476,62 @@ def _spacing(values: Any, image: str, p: Path) -> Spacing:
 
 
 def _image_size(path: Path) -> tuple[int, int]:
-    """``(height, width)`` of an image file, from its header where possible."""
-    from PIL import Image, UnidentifiedImageError
+    """``(height, width)`` of an image file, from its header where possible, within the
+    sizes :func:`cephspine.load_image` accepts."""
+    from PIL import Image
 
     try:
         with Image.open(path) as im:
             w, h = im.size
-            return int(h), int(w)
-    except (UnidentifiedImageError, OSError):
-        pass
-    from cephspine.io import load_image
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(path, f"image too large to decode safely: {exc}") from None
+    except Exception:  # not a format Pillow reads (DICOM), or a header it cannot parse: load_image tells
+        from cephspine.io import load_image
 
-    return tuple(int(v) for v in load_image(path).shape)  # type: ignore[return-value]
+        return tuple(int(v) for v in load_image(path).shape)  # type: ignore[return-value]
+    check_shape(int(h), int(w), path)
+    return int(h), int(w)
 
 
 def _with_folder_sizes(ann: Annotations, folder: Path, p: Path) -> Annotations:
     if not folder.is_dir():
         raise InputNotFoundError(f"{folder}: no such image folder (given with the annotations {p})")
+    root = folder.resolve()
     sizes = dict(ann.image_sizes)
     for image in ann.points:
-        f = folder / image
-        if not f.is_file():
-            raise InputNotFoundError(f"{p}: image {image} is not in {folder}")
-        sizes[image] = _image_size(f)
+        sizes[image] = _image_size(_image_file(image, root, folder, p))
     return Annotations(names=ann.names, points=ann.points, spacing=ann.spacing, image_sizes=sizes, source=ann.source)
+
+
+def _image_file(image: str, root: Path, folder: Path, p: Path) -> Path:
+    """The regular file an image name gives in the folder ``root`` (resolved).
+
+    A name that is absolute or leads out of the folder (through ``..`` or a symbolic link)
+    is refused before the file it names is opened, with the same error whether or not
+    that file exists.
+    """
+    outside = InvalidArgumentError(
+        f"{p}: image {_shown(image)} is not a path inside the image folder {folder}; image names must be "
+        "relative paths that stay in it"
+    )
+    if not image or "\0" in image or os.path.isabs(image) or Path(image).anchor:
+        raise outside
+    parts = Path(os.path.normpath(image)).parts
+    if parts and parts[0] == os.pardir:
+        raise outside
+    try:
+        target = (root / image).resolve()
+    except (OSError, RuntimeError, ValueError):
+        raise outside from None
+    if not target.is_relative_to(root):
+        raise outside
+    try:
+        st = os.stat(target)
+    except (OSError, ValueError):
+        raise InputNotFoundError(f"{p}: image {image} is not in {folder}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise InvalidArgumentError(f"{p}: image {image} in {folder} is not a regular file")
+    return target
 
 
 def _check_inside(ann: Annotations, p: Path) -> None:

@@ -37,8 +37,8 @@ from cephspine.errors import (
     SpacingWarning,
     UnsupportedImageError,
 )
-from cephspine.io._checks import check_finite, check_shape, rgb_to_grey
-from cephspine.radiograph import Spacing
+from cephspine.io._checks import MAX_DECODED_BYTES, check_finite, check_shape, rgb_to_grey
+from cephspine.radiograph import Spacing, implausible_spacing
 
 # Non-identifying attributes copied into ``Radiograph.meta`` (DICOM keywords as keys).
 META_ATTRIBUTES: tuple[str, ...] = (
@@ -99,9 +99,14 @@ def read_dicom(path: str | Path, *, force: bool = False) -> DicomImage:
         with warnings.catch_warnings():
             if force:  # a forced read of a non-DICOM file warns about every odd byte
                 warnings.simplefilter("ignore")
+            _check_deflated_size(path)
             ds = pydicom.dcmread(path, force=force)
+    except CephspineError:
+        raise
     except InvalidDicomError as exc:
         raise ImageReadError(path, f"not a valid DICOM file: {exc}") from exc
+    except MemoryError:
+        raise
     except Exception as exc:
         if force:
             raise NotDicomError(path, f"not readable as DICOM: {exc}") from exc
@@ -110,10 +115,50 @@ def read_dicom(path: str | Path, *, force: bool = False) -> DicomImage:
         raise NotDicomError(path, "not a DICOM file")
     try:
         return dataset_to_image(ds, path)
-    except CephspineError:
+    except (CephspineError, MemoryError):
         raise
     except Exception as exc:  # pydicom raises many kinds on malformed elements
         raise ImageReadError(path, f"malformed DICOM ({type(exc).__name__}: {exc})") from exc
+
+
+_DEFLATED = "1.2.840.10008.1.2.1.99"
+_INFLATE_CHUNK = 1 << 20
+
+
+def _check_deflated_size(path: Path) -> None:
+    """Refuse a Deflated Explicit VR Little Endian file whose data set inflates beyond
+    :data:`~cephspine.io._checks.MAX_DECODED_BYTES` (plus 64 MiB for its other elements).
+
+    pydicom inflates such a data set whole, before Rows and Columns can be checked, so a
+    file of a few hundred kilobytes could claim gigabytes; this inflates it in chunks,
+    keeping none of the output, and stops at the limit."""
+    import zlib
+
+    import pydicom.filereader as fr
+
+    limit = MAX_DECODED_BYTES + 64 * 2**20
+    with open(path, "rb") as fp:
+        try:
+            fr.read_preamble(fp, True)
+            meta = fr._read_file_meta_info(fp)
+        except Exception:
+            return  # not a conformant file meta: dcmread says what is wrong
+        if str(meta.get("TransferSyntaxUID", "")) != _DEFLATED:
+            return
+        inflater, total = zlib.decompressobj(-zlib.MAX_WBITS), 0
+        while chunk := fp.read(_INFLATE_CHUNK):
+            try:
+                total += len(inflater.decompress(chunk, limit + 1 - total))
+                while inflater.unconsumed_tail and total <= limit:
+                    total += len(inflater.decompress(inflater.unconsumed_tail, limit + 1 - total))
+            except zlib.error as exc:
+                raise ImageReadError(path, f"corrupt deflated DICOM data set: {exc}") from exc
+            if total > limit:
+                raise ImageReadError(
+                    path,
+                    f"deflated DICOM data set inflates to more than {limit // 2**20} MiB (the limit); refused "
+                    "before decoding",
+                )
 
 
 def _looks_like_dicom(ds: Any) -> bool:
@@ -154,7 +199,9 @@ def dataset_to_image(ds: Any, source: str | Path | None = None) -> DicomImage:
     rows, cols = ds.get("Rows"), ds.get("Columns")
     if rows is None or cols is None:
         raise ImageReadError(source, "DICOM file lacks Rows/Columns")
-    check_shape(int(rows), int(cols), source)
+    samples = _int(ds.get("SamplesPerPixel", 1), default=1) or 1
+    allocated = _int(ds.get("BitsAllocated"), default=16) or 16
+    check_shape(int(rows), int(cols), source, samples=samples, bytes_per_sample=max(1, -(-allocated // 8)))
 
     _ensure_transfer_syntax(ds)
     ts = ds.file_meta.TransferSyntaxUID
@@ -178,6 +225,8 @@ def dataset_to_image(ds: Any, source: str | Path | None = None) -> DicomImage:
         meta["PhotometricInterpretation"] = "(missing; read as MONOCHROME2)"
     try:
         stored = ds.pixel_array
+    except MemoryError:
+        raise  # the machine's limit, not the file's fault: callers treat it as out of memory
     except Exception as exc:
         raise ImageReadError(source, f"could not decode the pixel data ({meta['transfer_syntax']}): {exc}") from exc
     stored = np.asarray(stored)
@@ -274,6 +323,10 @@ def _spacing(ds: Any, source: Any, meta: dict[str, Any]) -> tuple[Spacing | None
             if factor is not None:
                 meta["magnification_factor"] = factor
                 pair = (pair[0] / factor, pair[1] / factor)
+        reason = implausible_spacing(pair)
+        if reason:
+            warn_caller(f"{source}: ignoring {keyword} {raw!r}: {reason}", SpacingWarning)
+            continue
         return Spacing(*pair), keyword
     return None, None
 

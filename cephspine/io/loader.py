@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -165,14 +167,23 @@ def _from_file(path: Path, spacing: Spacing | None) -> Radiograph:
 
 
 def _read_head(path: Path) -> bytes:
-    """The first bytes of a file, refusing missing, empty and non-regular files."""
+    """The first bytes of a file, refusing missing, empty and non-regular files (a FIFO is
+    never opened, so it cannot block; a link to a device is refused, not read)."""
     try:
-        if not path.exists():
-            raise ImageReadError(path, "file not found")
-        if path.is_dir():
-            raise ImageReadError(path, "is a directory, not an image file")
-        if path.stat().st_size == 0:
-            raise ImageReadError(path, "file is empty (0 bytes)")
+        st = path.stat()
+    except FileNotFoundError:
+        raise ImageReadError(path, "file not found") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ImageReadError(path, "symbolic link loop") from None
+        raise ImageReadError(path, f"cannot open file: {exc.strerror or exc}") from exc
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageReadError(path, "is a directory, not an image file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageReadError(path, "not a regular file (a FIFO, device or socket), refused")
+    if st.st_size == 0:
+        raise ImageReadError(path, "file is empty (0 bytes)")
+    try:
         with open(path, "rb") as fh:
             return fh.read(_DICOM_MAGIC_OFFSET + 4)
     except OSError as exc:

@@ -49,7 +49,7 @@ def read_raster(path: str | Path) -> tuple[npt.NDArray[np.float32], dict[str, An
         with Image.open(path) as im:
             fmt = (im.format or "image").lower()
             width, height = im.size
-            check_shape(height, width, path)
+            check_shape(height, width, path, samples=len(im.getbands()), bytes_per_sample=_sample_bytes(im.mode))
             n_frames = int(getattr(im, "n_frames", 1) or 1)
             if n_frames > 1:
                 raise UnsupportedImageError(
@@ -70,8 +70,8 @@ def read_raster(path: str | Path) -> tuple[npt.NDArray[np.float32], dict[str, An
         raise ImageReadError(path, f"image too large to decode safely: {exc}") from exc
     except UnidentifiedImageError as exc:
         raise ImageReadError(path, "not an image file Pillow can identify") from exc
-    except MemoryError as exc:
-        raise ImageReadError(path, f"not enough memory to decode this {fmt} image") from exc
+    except MemoryError:
+        raise  # the machine's limit, not the file's fault: callers treat it as out of memory
     except Exception as exc:  # Pillow raises OSError, SyntaxError, struct.error, …
         raise ImageReadError(path, f"could not decode {fmt} data (truncated or corrupt?): {exc}") from exc
     if pixels.ndim != 2:
@@ -79,6 +79,13 @@ def read_raster(path: str | Path) -> tuple[npt.NDArray[np.float32], dict[str, An
     check_shape(pixels.shape[0], pixels.shape[1], path)
     check_finite(pixels, path)
     return pixels, meta
+
+
+def _sample_bytes(mode: str) -> int:
+    """Bytes per sample of a decoded Pillow image of ``mode``."""
+    if mode in ("I", "F", "I;32", "I;32B"):
+        return 4
+    return 2 if mode.startswith("I;16") else 1
 
 
 def _bits(im: Any, fmt: str) -> int:

@@ -97,15 +97,29 @@ def load_cached(cache_file: Path | None, key: str) -> CephCache | None:
     """The cache stored in ``cache_file`` if it was built for ``key``, else ``None``."""
     if cache_file is None or not cache_file.exists():
         return None
-    d = torch.load(cache_file, weights_only=False)
-    return CephCache(**d) if d.get("key") == key else None
+    cache = read_cache(cache_file)
+    return cache if cache.key == key else None
+
+
+def read_cache(cache_file: Path) -> CephCache:
+    """A cache written by :func:`save_cached`, read with ``torch.load(weights_only=True)``
+    (tensors, numbers and text only: a planted file cannot run code)."""
+    d = torch.load(cache_file, weights_only=True)
+    arrays = d.pop("numpy_fields", [])
+    for k in arrays:
+        d[k] = d[k].numpy()
+    d["size_hw"] = [tuple(int(v) for v in hw) for hw in d["size_hw"]]
+    return CephCache(**d)
 
 
 def save_cached(cache_file: Path | None, cache: CephCache) -> None:
-    """Store ``cache`` atomically (no-op without a file)."""
+    """Store ``cache`` atomically (no-op without a file), numpy arrays as tensors."""
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        _save(cache_file, **cache.__dict__)
+        d = dict(cache.__dict__)
+        arrays = [k for k, v in d.items() if isinstance(v, np.ndarray)]
+        d |= {k: torch.from_numpy(np.ascontiguousarray(d[k])) for k in arrays}
+        _save(cache_file, **d, numpy_fields=arrays)
 
 
 def train_both(
@@ -171,10 +185,11 @@ def _start(
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     start, rng = 0, np.random.default_rng(seed)
     if ckpt.exists():
-        st = torch.load(ckpt, weights_only=False)
+        st = torch.load(ckpt, weights_only=True)  # tensors, numbers and text only: never code
         net.load_state_dict(st["net"])
         opt.load_state_dict(st["opt"])
-        start, rng = st[key], st["rng"]
+        start = st[key]
+        rng.bit_generator.state = st["rng"]
         log.info("resumed %s at %s %d", ckpt.name, key, start)
     return net, opt, start, rng
 
@@ -439,7 +454,7 @@ def train_coarse(
             if val.error_unit == "mm":
                 msg += f" SDR2 {100 * (e <= 2).mean():.1f}% SDR4 {100 * (e <= 4).mean():.1f}%"
         log.info(msg)
-        _save(ckpt, net=net.state_dict(), opt=opt.state_dict(), epoch=ep + 1, rng=rng)
+        _save(ckpt, net=net.state_dict(), opt=opt.state_dict(), epoch=ep + 1, rng=rng.bit_generator.state)
     torch.save(net.state_dict(), out / "coarse_final.pt")
     return out / "coarse_final.pt"
 
@@ -490,7 +505,7 @@ def train_refine(
                 time.time() - t0,
             )
             losses = []
-            _save(ckpt, net=net.state_dict(), opt=opt.state_dict(), step=step + 1, rng=rng)
+            _save(ckpt, net=net.state_dict(), opt=opt.state_dict(), step=step + 1, rng=rng.bit_generator.state)
     torch.save(net.state_dict(), out / "refine_final.pt")
     return out / "refine_final.pt"
 

@@ -22,8 +22,10 @@ import json
 import logging
 import math
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -37,7 +39,7 @@ from cephspine.heatmaps import gaussian_targets
 from cephspine.pipeline import StageConfig, coarse_stage, fine_to_coarse
 from cephspine.preprocess import crop_patches, rotation_scale
 from cephspine.training.augment import BroadAugment, broad_intensity, draw_objects, fov_mask, warp_about_centre
-from cephspine.training.ceph import CephCache, _lr, build_cache, refine_loss
+from cephspine.training.ceph import CephCache, _lr, build_cache, read_cache, refine_loss
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +163,7 @@ def train_stage(
     dev = _device(device)
     cfg = cfg or StageConfig()
     aug = aug or BroadAugment()
-    full = CephCache(**torch.load(cache_file, weights_only=False))
+    full = read_cache(cache_file)
     train_ids, held = run_ids(run, full.ids)
     pos = {i: k for k, i in enumerate(full.ids)}
     tr = [pos[i] for i in train_ids]
@@ -254,7 +256,7 @@ def pack(out: Path, runs: list[str], infos: list[dict[str, Any]], ids: list[str]
     left unpacked. Returns the runs packed."""
     packed = []
     for run in runs:
-        old = torch.load(out / f"{run}.pt", weights_only=False) if (out / f"{run}.pt").exists() else {}
+        old = torch.load(out / f"{run}.pt", weights_only=True) if (out / f"{run}.pt").exists() else {}
         parts: dict[str, dict[str, torch.Tensor]] = {}
         for s in ("coarse", "refine"):
             if (out / f"{run}_{s}.pt").exists():
@@ -303,8 +305,19 @@ def train_all(
     same time (one torch thread each), then pack the weights."""
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    cache_file = Path(os.environ.get("TMPDIR", "/tmp")) / f"cephspine_cv_cache_{os.getpid()}.pt"
-    ids = ids or ALL_IDS
+    # a private folder (mode 0700, unguessable name): no other user can plant or swap the cache
+    private = Path(tempfile.mkdtemp(prefix="cephspine_cv_"))
+    cache_file = private / "cache.pt"
+    try:
+        _train_workers(data, out, budget_s, runs, device, ids or ALL_IDS, stages, cache_file, t0)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def _train_workers(
+    data: Path, out: Path, budget_s: float, runs: list[str], device: str, ids: list[str],
+    stages: tuple[str, ...], cache_file: Path, t0: float,
+) -> None:  # fmt: skip
     prepare_cache(data, cache_file, ids)
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     log.info("images prepared in %.0fs; torch %s, GPU %s, %d CPUs", time.time() - t0, torch.__version__, gpu,
@@ -316,7 +329,6 @@ def train_all(
             cmd += ["--cache", str(cache_file), "--out", str(out), "--budget-s", str(budget_s), "--device", device]
             procs.append(subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}))
     codes = [p.wait() for p in procs]
-    cache_file.unlink(missing_ok=True)
     if any(codes):
         raise SystemExit(f"workers failed: exit codes {codes}")
     lines = (out / "infos.jsonl").read_text().splitlines()

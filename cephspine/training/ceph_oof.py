@@ -37,7 +37,7 @@ def load_run(runs: Path, run: str) -> tuple[dict[str, torch.Tensor], dict[str, t
     ``{run}_coarse.pt`` / ``{run}_refine.pt`` files)."""
     packed = runs / f"{run}.pt"
     if packed.exists():
-        d = torch.load(packed, weights_only=False)
+        d = torch.load(packed, weights_only=True)
         parts = {"coarse": d["coarse"], "refine": d["refine"]}
     else:
         parts = {s: torch.load(runs / f"{run}_{s}.pt", weights_only=True) for s in ("coarse", "refine")}

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cephspine._csvcells import write_frame
 from cephspine.errors import InvalidArgumentError, LandmarkError, SpacingError
 from cephspine.io.annotations import Annotations, read_annotations
 from cephspine.pipeline import StageConfig
@@ -419,7 +420,7 @@ def _finalize(
         ),
     }
     write_model_dir(out, coarse, refine, card)
-    ev.per_image().to_csv(run / "held_out_predictions.csv", index=False)
+    write_frame(ev.per_image(), run / "held_out_predictions.csv", "held-out predictions")
     log.info("held-out MRE %.3f mm, SDR2 %.1f%% (%d images)", e.mean(), 100 * (e <= 2).mean(), len(val_ids))
     return card
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cephspine._csvcells import write_frame
 from cephspine.anatomy import CEPH_LANDMARKS
 from cephspine.confidence import calibration_table, fit_calibrator
 from cephspine.io.datasets import ISBI_SPACING
@@ -152,7 +153,7 @@ def finalize_ceph(
     peaks = ev.features[:, :, 1].mean(axis=1)
     card["registration"]["auto_below_mean_coarse_peak"] = float(peaks.min())
     write_model_dir(out, coarse, refine, card, template)
-    ev.per_image().to_csv(run / "val_predictions.csv", index=False)
+    write_frame(ev.per_image(), run / "val_predictions.csv", "validation predictions")
     log.info("val MRE %.3f mm, SDR2 %.1f%%", e.mean(), 100 * (e <= 2).mean())
     return card
 
@@ -447,7 +448,7 @@ def _run_info(runs: Path, run: str) -> dict[str, dict[str, Any]]:
     ``{run}.pt`` or, for unpacked runs, the last entries of ``infos.jsonl``."""
     packed = runs / f"{run}.pt"
     if packed.exists():
-        infos = torch.load(packed, weights_only=False).get("info", [])
+        infos = torch.load(packed, weights_only=True).get("info", [])
     elif (runs / "infos.jsonl").exists():
         infos = [json.loads(x) for x in (runs / "infos.jsonl").read_text().splitlines()]
     else:

@@ -113,6 +113,52 @@ def grouped_folds(ids: list[str], k: int = 5, seed: int = 0) -> list[list[str]]:
     return [sorted(f) for f in folds]
 
 
+_DATE = re.compile(r"^sunhl-1th-(\d{2})-([A-Za-z]{3})-(\d{4})-")
+
+PERIODS = ("A", "B", "C")
+"""The acquisition periods of the AASCE training films (from the date in the file name; no
+patient case spans two): A = 10–25 Jan 2017, B = 02–09 Jan 2017, C = Jul–Dec 2016."""
+
+
+def period_of(image_id: str) -> str:
+    """The acquisition period (:data:`PERIODS`) of an AASCE film, from its file name."""
+    m = _DATE.match(Path(image_id).stem)
+    if m is None:
+        raise ValueError(f"{image_id}: no acquisition date in the file name")
+    day, month, year = int(m.group(1)), m.group(2), int(m.group(3))
+    if year == 2017 and month == "Jan":
+        return "A" if day >= 10 else "B"
+    if year == 2016 and month in ("Jul", "Aug", "Sep", "Oct", "Nov", "Dec"):
+        return "C"
+    raise ValueError(f"{image_id}: acquired {day:02d}-{month}-{year}, outside the known periods")
+
+
+def period_split(
+    root: Path, test_period: str, val_fraction: float = 0.15, seed: int = 0
+) -> tuple[list[str], list[str], list[str], dict[str, str]]:
+    """Leave one acquisition period out: ``(train, val, test, excluded)``. ``test`` holds the
+    clean records of ``test_period``; the other periods' clean records are split by patient
+    case (:func:`grouped_folds`) into ``train`` and a ``val`` share of about ``val_fraction``
+    (progress log, calibration). Records with known defects are excluded with their reason."""
+    from cephspine.io.datasets import AasceDataset
+
+    if test_period not in PERIODS:
+        raise ValueError(f"unknown period {test_period!r}; known: {', '.join(PERIODS)}")
+    if not 0 < val_fraction < 0.5:
+        raise ValueError(f"val_fraction must lie in (0, 0.5), not {val_fraction}")
+    clean, excluded = [], {}
+    for rec in AasceDataset(root):
+        if rec.defects:
+            excluded[rec.id] = "; ".join(d.message for d in rec.defects)
+        else:
+            clean.append(rec.id)
+    test = sorted(i for i in clean if period_of(i) == test_period)
+    pool = [i for i in clean if period_of(i) != test_period]
+    val = grouped_folds(pool, k=max(2, int(round(1 / val_fraction))), seed=seed)[0]
+    train = sorted(set(pool) - set(val))
+    return train, val, test, excluded
+
+
 def split_spine(root: Path, val_fraction: float = 0.2, seed: int = 0) -> tuple[list[str], list[str], dict[str, str]]:
     """Seeded train/validation split of the clean records and the excluded ones with reasons."""
     from cephspine.io.datasets import AasceDataset
@@ -261,6 +307,13 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="finalize: re-framed held-out results (benchmarks/spine_accuracy.py --reframe --save) for the card",
     )
+    ap.add_argument(
+        "--hold-out-period",
+        choices=PERIODS,
+        default=None,
+        help="leave this acquisition period out (period_split): train on the others, validate on a case-grouped "
+        "share of them; the default is the seeded 80/20 split of all clean records",
+    )
     ap.add_argument("--version", default="0.1.0")
     ap.add_argument(
         "--init",
@@ -327,7 +380,11 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg = dataclasses.replace(SPINE_CONFIG, coarse_levels=True) if args.levels else SPINE_CONFIG
     cfg = dataclasses.replace(cfg, **REFINE_VARIANTS[args.refine])  # type: ignore[arg-type]
-    tr_ids, va_ids, excluded = split_spine(args.data)
+    test_ids: list[str] = []
+    if args.hold_out_period:
+        tr_ids, va_ids, test_ids, excluded = period_split(args.data, args.hold_out_period)
+    else:
+        tr_ids, va_ids, excluded = split_spine(args.data)
     if args.stage == "finalize":
         from cephspine.training.finalize import finalize_spine
 
@@ -353,7 +410,10 @@ def main(argv: list[str] | None = None) -> None:
         log.info("excluded %s: %s", name, why)
     log.info("%d training, %d validation, %d excluded records", len(tr_ids), len(va_ids), len(excluded))
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "split.json").write_text(json.dumps({"train": tr_ids, "val": va_ids, "excluded": excluded}, indent=1))
+    split = {"train": tr_ids, "val": va_ids, "excluded": excluded}
+    if args.hold_out_period:
+        split |= {"held_out_period": args.hold_out_period, "test": test_ids}
+    (args.out / "split.json").write_text(json.dumps(split, indent=1))
     t0 = time.time()
     run_stage(
         args.stage, build_spine_cache, args.data, args.out, cfg, tr_ids, va_ids, epochs=args.epochs, steps=args.steps,

@@ -162,7 +162,7 @@ def test_worker_trains_and_packs_a_tiny_run(tmp_path) -> None:  # noqa: ANN001
     assert [i["steps"] for i in infos] == [2, 2]
     ids = cache.ids
     ceph_cv.pack(out, ["final"], infos, ids)
-    packed = torch.load(out / "final.pt", weights_only=False)
+    packed = torch.load(out / "final.pt", weights_only=True)
     assert packed["train_ids"] == ids and packed["held_out_ids"] == []
     assert all(v.dtype == torch.float16 for v in packed["coarse"].values() if v.is_floating_point())
     assert json.dumps(packed["augment"])  # the augmentation travels with the weights
@@ -265,7 +265,7 @@ def test_pack_keeps_the_other_stage_when_one_is_trained_again(tmp_path) -> None:
     torch.save(new_refine, tmp_path / "final_refine.pt")
     again = [{"run": "final", "stage": "refine", "steps": 9}]
     assert ceph_cv.pack(tmp_path, ["final"], again, ceph_cv.ALL_IDS) == ["final"]
-    packed = torch.load(tmp_path / "final.pt", weights_only=False)
+    packed = torch.load(tmp_path / "final.pt", weights_only=True)
     key = next(k for k, v in coarse.items() if v.is_floating_point())
     torch.testing.assert_close(packed["coarse"][key], coarse[key].half())
     assert all(not v.any() for v in packed["refine"].values() if v.is_floating_point())

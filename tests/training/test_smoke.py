@@ -38,7 +38,7 @@ def test_train_ceph_tiny_then_predict(isbi: Path, tmp_path: Path, tiny_config) -
     for name in ("coarse_final.pt", "refine_final.pt"):
         assert (run / name).is_file(), name
     for stage in ("coarse", "refine"):  # both stages really took optimiser steps
-        assert torch.load(run / f"{stage}_ckpt.pt", weights_only=False)["opt"]["state"], stage
+        assert torch.load(run / f"{stage}_ckpt.pt", weights_only=True)["opt"]["state"], stage
     card = json.loads((model_dir / "card.json").read_text())
     assert card["landmarks"] == list(CEPH_LANDMARKS)
     assert card["config"] == tiny_config.to_dict()
@@ -95,7 +95,7 @@ def test_coarse_training_steps_with_fewer_images_than_a_batch(tmp_path: Path, ti
     final = train_coarse(cache, None, tiny_config, tmp_path, epochs=1, batch=4)
     state = torch.load(final, weights_only=True)
     assert set(state) == set(tiny_config.build_coarse().state_dict())
-    assert torch.load(tmp_path / "coarse_ckpt.pt", weights_only=False)["opt"]["state"]
+    assert torch.load(tmp_path / "coarse_ckpt.pt", weights_only=True)["opt"]["state"]
 
 
 def test_refine_training_resumes_from_its_checkpoint(tmp_path: Path, tiny_config) -> None:
@@ -103,9 +103,9 @@ def test_refine_training_resumes_from_its_checkpoint(tmp_path: Path, tiny_config
 
     cache = _synthetic_cache(tiny_config)
     train_refine(cache, tiny_config, tmp_path, steps=2, batch=4, ckpt_every=1)
-    assert torch.load(tmp_path / "refine_ckpt.pt", weights_only=False)["step"] == 2
+    assert torch.load(tmp_path / "refine_ckpt.pt", weights_only=True)["step"] == 2
     train_refine(cache, tiny_config, tmp_path, steps=3, batch=4, ckpt_every=1)
-    assert torch.load(tmp_path / "refine_ckpt.pt", weights_only=False)["step"] == 3
+    assert torch.load(tmp_path / "refine_ckpt.pt", weights_only=True)["step"] == 3
 
 
 def test_run_stage_trains_each_stage_in_a_run_folder(tmp_path: Path, tiny_config) -> None:
