@@ -256,6 +256,7 @@ def main() -> None:
     ap.add_argument("--reframe", action="store_true", help="also evaluate the films re-framed (see the module docs)")
     ap.add_argument("--max-images", type=int, default=None, help="the first N held-out images only")
     ap.add_argument("--no-end-prior", action="store_true", help="decode without the model's end prior")
+    ap.add_argument("--no-refine-flip", action="store_true", help="refine without the mirrored pass")
     ap.add_argument(
         "--save", type=Path, default=None, help="--reframe, --hold-out-period: save the per-film results (.npz)"
     )
@@ -293,7 +294,8 @@ def main() -> None:
         print(f"\nthe {int(unseen.sum())} held-out films no film of whose case was trained on:")
         print_table(results, [s for s in REFRAMINGS if s in results], keep=unseen)
         return
-    det = Detector.from_pretrained(args.model, device="cpu", **({"end_prior": False} if args.no_end_prior else {}))
+    options = {"end_prior": not args.no_end_prior, "refine_flip": not args.no_refine_flip}
+    det = Detector.from_pretrained(args.model, device="cpu", **options)
     if args.hold_out_period:
         import contextlib
         import time

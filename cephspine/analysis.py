@@ -88,10 +88,12 @@ def read_identifiers(path: str | Path) -> dict[str, str]:
     import pydicom
 
     from cephspine.io.bounded import is_regular_file
+    from cephspine.io.dicom import check_deflated_size
 
     if not is_regular_file(path):  # a FIFO would block, a device never end: no identifiers to read
         return {}
     try:
+        check_deflated_size(Path(path))  # pydicom inflates a deflated data set whole, pixels or not
         ds = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=list(IDENTIFIER_FIELDS))
     except Exception:  # not DICOM: no identifiers
         return {}
@@ -122,6 +124,10 @@ class Analysis:
         created: UTC time of the analysis, ISO 8601.
         software_version: cephspine version.
         identifiers: DICOM identifiers, only when requested (empty by default).
+        source_path: the absolute path of the file the image was read from, kept in memory
+            only (never in :meth:`to_dict`, :meth:`to_json` or a table, and not compared by
+            ``==``): the DICOM SR export finds its source DICOM by it. ``None`` for
+            in-memory arrays and for analyses rebuilt by :meth:`from_dict`.
     """
 
     kind: str
@@ -136,11 +142,12 @@ class Analysis:
     created: str = ""
     software_version: str = ""
     identifiers: dict[str, str] = field(default_factory=dict)
+    source_path: Path | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ equality
     def __eq__(self, other: object) -> bool:
-        """Value equality of every field (arrays compared element-wise), so that
-        ``Analysis.from_json(a.to_json()) == a``."""
+        """Value equality of every field but :attr:`source_path` (arrays compared
+        element-wise), so that ``Analysis.from_json(a.to_json()) == a``."""
         if not isinstance(other, Analysis):
             return NotImplemented
         return (
@@ -162,6 +169,19 @@ class Analysis:
 
     # ------------------------------------------------------------------ views
     @property
+    def wrong_anatomy(self) -> bool:
+        """The landmarks do not look like the anatomy of :attr:`kind` (e.g. a spine film
+        analysed with ``kind="ceph"``; :mod:`cephspine.plausibility`): the measures or Cobb
+        angles are not a result. Tables and reports then show no types, labels or severity
+        (:attr:`status` ``"wrong_anatomy"``)."""
+        return self.prediction.wrong_anatomy
+
+    @property
+    def status(self) -> str:
+        """``"ok"``, or :data:`WRONG_ANATOMY_STATUS` when :attr:`wrong_anatomy`."""
+        return WRONG_ANATOMY_STATUS if self.wrong_anatomy else "ok"
+
+    @property
     def low_confidence(self) -> list[str]:
         """Names of landmarks with confidence below :data:`LOW_CONFIDENCE`."""
         p = self.prediction
@@ -181,14 +201,19 @@ class Analysis:
         return {} if self.cobb is not None else {c: "see warnings" for c in ("pt", "mt", "tl")}
 
     def to_row(self) -> dict[str, Any]:
-        """One flat row (the layout of a cohort table; units in column names)."""
+        """One flat row (the layout of a cohort table; units in column names).
+
+        ``status`` is ``"ok"``, or ``"wrong_anatomy"`` when the landmarks do not look like
+        the anatomy of :attr:`kind` (:attr:`wrong_anatomy`): such a row has no measures,
+        types, classes, analysis values or Cobb angles (NaN and empty), so that no
+        statistic or ``groupby`` counts it; its landmarks and warnings are kept."""
         p = self.prediction
         sp = p.spacing
         row: dict[str, Any] = {
             "image": self.image,
             "pseudonym": self.pseudonym,
             "kind": self.kind,
-            "status": "ok",
+            "status": self.status,
             "error": "",
             "model": p.model,
             "model_version": p.model_version,
@@ -223,6 +248,9 @@ class Analysis:
                 row[f"{name}_severity"] = curve.severity if curve else ""
             row["max_cobb_deg"] = float(np.max(c.angles_deg)) if c else np.nan
             row["severity"] = _max_severity(c) if c else ""
+        if self.wrong_anatomy:  # not a result: nothing a statistic or a groupby could count
+            for k in _result_columns(row):
+                row[k] = "" if isinstance(row[k], str) else np.nan
         for key, value in self.identifiers.items():
             row[f"dicom_{key}"] = value
         return row
@@ -231,13 +259,19 @@ class Analysis:
         """Ceph: one row per measure (``measure, value, unit, type, label, normal_low,
         normal_high, normal_range``); spine: one row per curve (``curve, angle_deg,
         upper_vertebra, lower_vertebra, severity``). Both start with ``image, pseudonym``,
-        as the other tables do, so that a saved table identifies its image."""
+        as the other tables do, so that a saved table identifies its image. When
+        :attr:`wrong_anatomy`, the values stay but ``type``, ``label`` and ``severity`` are
+        empty: the image does not look like the anatomy they describe."""
         import pandas as pd
 
         if self.kind == "ceph":
             df = self.classification.to_dataframe() if self.classification is not None else pd.DataFrame()
         else:
             df = self.cobb.to_dataframe() if self.cobb is not None else pd.DataFrame()
+        if self.wrong_anatomy:
+            for c in ("type", "label", "severity"):
+                if c in df.columns:
+                    df[c] = np.nan if c == "type" else ""
         df.insert(0, "image", self.image)
         df.insert(1, "pseudonym", self.pseudonym)
         return df
@@ -246,7 +280,8 @@ class Analysis:
         """Ceph: the named cephalometric analyses (Steiner, Downs, Tweed, Björk–Jarabak,
         McNamara, Holdaway, Burstone–Legan, Ricketts) of these landmarks, one row per
         measure with norms and flags (:func:`~cephspine.geometry.ceph_analyses`), starting
-        with ``image, pseudonym``.
+        with ``image, pseudonym``. Without a pixel spacing the angles and ratios have
+        values and the millimetre measures ``status`` ``"no spacing"``.
 
         Args:
             analysis: keep only these analyses' rows (``"steiner"``, ``["downs", "tweed"]``;
@@ -257,7 +292,6 @@ class Analysis:
         Raises:
             InvalidArgumentError: a spine analysis, an unknown analysis name or a bad
                 ``norms`` table.
-            SpacingError: the prediction has no pixel spacing (the analyses are in mm).
         """
         from cephspine.geometry.analyses import ceph_analyses, select_analyses
 
@@ -272,25 +306,21 @@ class Analysis:
 
     def _analysis_values(self) -> dict[str, float]:
         """Ceph: ``{key: value}`` of every named-analysis measure
-        (:data:`~cephspine.geometry.ANALYSIS_KEYS`), NaN where there is no value (no pixel
-        spacing, a missing landmark)."""
+        (:data:`~cephspine.geometry.ANALYSIS_KEYS`), NaN where there is no value (a
+        millimetre measure without a pixel spacing, a missing landmark)."""
         from cephspine.geometry.analyses import ANALYSIS_KEYS, analysis_values
 
-        if self.prediction.spacing is not None:
-            try:
-                return analysis_values(self.prediction)
-            except (LandmarkError, SpacingError):
-                pass
-        return dict.fromkeys(ANALYSIS_KEYS, np.nan)
+        try:
+            return analysis_values(self.prediction)
+        except (LandmarkError, SpacingError):
+            return dict.fromkeys(ANALYSIS_KEYS, np.nan)
 
     def landmarks_dataframe(self) -> pd.DataFrame:
-        """One row per landmark (:meth:`Prediction.to_dataframe`, plus ``vertebra`` and
-        ``corner`` for the spine), ``image`` being this analysis' image name."""
-        p = self.prediction
-        df = p.vertebra_dataframe() if self.kind == "spine" else p.to_dataframe()
-        df["image"] = self.image
-        df.insert(1, "pseudonym", self.pseudonym)
-        return df
+        """One row per landmark (:func:`landmark_table`: ``image, pseudonym, model,
+        landmark_index``, ``vertebra, corner`` for the spine, ``landmark, x_px, y_px, x_mm,
+        y_mm, confidence, spacing_row_mm, spacing_col_mm``), ``image`` being this analysis'
+        image name."""
+        return landmark_table(self.prediction, image=self.image, pseudonym=self.pseudonym)
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -302,6 +332,7 @@ class Analysis:
             "pseudonym": self.pseudonym,
             "created": self.created,
             "software_version": self.software_version,
+            "status": self.status,
             "spacing_source": self.spacing_source,
             "warnings": list(self.warnings),
             "prediction": {
@@ -316,16 +347,17 @@ class Analysis:
                 "confidence": [c if np.isfinite(c) else None for c in p.confidence.tolist()],
                 "warnings": list(p.warnings),
                 "mirrored": bool(p.meta.get("mirrored", False)),
+                "wrong_anatomy": p.wrong_anatomy,
             },
         }
         if p.supplied:
             d["prediction"]["landmarks_file"] = p.meta.get("landmarks_file")
         if self.measures is not None:
             d["measures"] = {m: float(v) for m, v in self.measures.items()}
-        if self.kind == "ceph" and self.prediction.spacing is not None:
+        if self.kind == "ceph":
             # derived from the landmarks (from_dict recomputes them), for readers of the JSON
             d["analyses"] = {k: (None if np.isnan(v) else v) for k, v in self._analysis_values().items()}
-        if self.classification is not None:
+        if self.classification is not None and not self.wrong_anatomy:
             d["classification"] = {
                 m: {"type": e.type, "label": e.label, "normal_range": e.normal_range}
                 for m, e in self.classification.entries.items()
@@ -367,6 +399,7 @@ class Analysis:
                 warnings=tuple(pd_.get("warnings", ())),
                 meta={
                     "mirrored": bool(pd_.get("mirrored", False)),
+                    "wrong_anatomy": bool(pd_.get("wrong_anatomy", False)),
                     "spacing_source": d.get("spacing_source"),
                     **({"landmarks_file": pd_["landmarks_file"]} if "landmarks_file" in pd_ else {}),
                 },
@@ -403,7 +436,33 @@ class Analysis:
         else:
             body = "no measures"
         w = f", {len(self.warnings)} warning(s)" if self.warnings else ""
-        return f"Analysis({self.kind} {self.image}: {body}{w})"
+        wrong = ", wrong anatomy: not a result" if self.wrong_anatomy else ""
+        return f"Analysis({self.kind} {self.image}: {body}{w}{wrong})"
+
+
+def landmark_table(prediction: Prediction, *, image: str, pseudonym: str) -> pd.DataFrame:
+    """The landmark table of a prediction, one row per landmark, as the ``"csv"`` export,
+    ``cephspine predict -f csv`` and a cohort's landmark table write it.
+
+    Columns: ``image, pseudonym, model, landmark_index``, then ``vertebra, corner`` for the
+    68 spine corners, then ``landmark, x_px, y_px, x_mm, y_mm, confidence`` and the pixel
+    spacing ``spacing_row_mm, spacing_col_mm`` (the same on every row; NaN, as the mm
+    columns, without a spacing), which :func:`cephspine.read_annotations` reads back.
+
+    Args:
+        prediction: the landmarks.
+        image: the image name of every row.
+        pseudonym: the image's pseudonym (:func:`pseudonym`).
+    """
+    from cephspine.anatomy import SPINE_LANDMARKS
+
+    p = prediction
+    df = p.vertebra_dataframe() if p.names == SPINE_LANDMARKS else p.to_dataframe()
+    df["image"] = image
+    df.insert(1, "pseudonym", pseudonym)
+    df["spacing_row_mm"] = p.spacing.row_mm if p.spacing is not None else np.nan
+    df["spacing_col_mm"] = p.spacing.col_mm if p.spacing is not None else np.nan
+    return df
 
 
 _CEPH_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -418,6 +477,22 @@ _CEPH_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 _SEVERITY_ORDER = ("normal", "mild", "moderate", "severe")
+
+WRONG_ANATOMY_STATUS = "wrong_anatomy"
+"""The ``status`` of an analysis (and its cohort row) whose landmarks do not look like the
+anatomy of its kind (:attr:`Analysis.wrong_anatomy`)."""
+
+_ROW_KEEPS = frozenset(
+    ("image", "pseudonym", "kind", "status", "error", "model", "model_version", "height_px", "width_px")
+    + ("spacing_row_mm", "spacing_col_mm", "spacing_source", "mean_confidence", "min_confidence")
+    + ("n_low_confidence", "low_confidence_landmarks", "n_warnings", "warnings")
+)
+
+
+def _result_columns(row: dict[str, Any]) -> list[str]:
+    """The columns of a :meth:`Analysis.to_row` row that hold results (measures, types,
+    classes, analysis values, Cobb angles, end vertebrae, severity)."""
+    return [k for k in row if k not in _ROW_KEEPS and not k.startswith("dicom_")]
 
 
 def _measures_key(m: CephMeasures | None) -> Any:
@@ -556,6 +631,7 @@ def analyze(
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         software_version=__version__,
         identifiers=ids,
+        source_path=rg.source.absolute() if rg.source is not None else None,
     )
 
 
@@ -574,10 +650,12 @@ def default_detector(kind: str, device: str = "auto") -> Detector:
 
 __all__ = [
     "IDENTIFIER_FIELDS",
+    "WRONG_ANATOMY_STATUS",
     "Analysis",
     "analyze",
     "check_kind",
     "default_detector",
+    "landmark_table",
     "pseudonym",
     "read_identifiers",
 ]

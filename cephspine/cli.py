@@ -10,12 +10,18 @@ import json
 import os
 import re
 import sys
+from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
+
+try:  # typer vendors click from 0.2x on
+    from typer._click.exceptions import ClickException as _ClickException
+except ImportError:  # pragma: no cover - an older typer on click itself
+    from click.exceptions import ClickException as _ClickException  # type: ignore[assignment]
 
 from cephspine._csvcells import escape_frame, write_frame
 from cephspine.errors import ImageReadError, SpacingError
@@ -61,6 +67,38 @@ class _Group(TyperGroup):
         if ctx.parent is None:  # ``--debug`` works before and after the command
             args = _debug_first(args)
         return super().parse_args(ctx, args)
+
+    def main(
+        self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
+        standalone_mode: bool = True, windows_expand_args: bool = True, **extra: Any,
+    ) -> Any:  # fmt: skip
+        """Run the command line; a usage error (a bad option value, an unknown option, a
+        missing argument) prints one ``error:`` line naming the command's ``--help`` and
+        exits with status 2."""
+        run = super().main
+        if not standalone_mode:
+            return run(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        try:
+            rv = run(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        except _ClickException as exc:
+            if type(exc).__name__ != "NoArgsIsHelpError":  # that one has printed the help
+                typer.echo(_usage_line(exc), err=True)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            typer.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) and not isinstance(rv, bool) else 0)
+
+
+def _usage_line(exc: Any) -> str:
+    """A usage error as one line: ``error: invalid value for '--kind' / '-k': 'skull' is
+    not one of 'ceph', 'spine' (see 'cephspine analyze --help')``."""
+    text = " ".join(exc.format_message().replace("Value error, ", "").split()).rstrip(".")
+    text = text[:1].lower() + text[1:]
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None and ctx.command.get_help_option(ctx) is not None:
+        text += f" (see '{ctx.command_path} {ctx.help_option_names[0]}')"
+    return f"error: {text}"
 
 
 def _debug_first(args: list[str]) -> list[str]:
@@ -242,25 +280,31 @@ def predict(
     """Predict the landmarks of one radiograph."""
     import warnings
 
+    from cephspine.analysis import landmark_table, pseudonym
     from cephspine.detector import Detector
     from cephspine.errors import CephspineError
+    from cephspine.io import load_image
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             det = Detector.from_pretrained(model, device=_device(device), end_prior=end_prior, refine_flip=refine_flip)
-            pred = det.predict(image, spacing=spacing)
+            rg = load_image(image, spacing=spacing)
+            pred = det.predict(rg)
     except CephspineError as exc:
         _fail(exc, image)
         return
-    df = pred.to_dataframe()
+    df = landmark_table(pred, image=rg.name, pseudonym=pseudonym(rg))  # the table of the "csv" export
     if fmt is OutputFormat.csv:
         escape_frame(df).to_csv(sys.stdout, index=False)
     elif fmt is OutputFormat.json:
         typer.echo(df.to_json(orient="records", indent=1))
     else:
-        typer.echo(df.drop(columns=["image", "model"]).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+        _banner(pred.wrong_anatomy, str(det.card.get("anatomy", "")), rg.name)
+        same = ["image", "pseudonym", "model", "spacing_row_mm", "spacing_col_mm"]  # one value for every row
+        typer.echo(df.drop(columns=same).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     _print_warnings(pred.warnings)
+    _exit_if_not_a_result(pred.wrong_anatomy)
 
 
 class Kind(str, Enum):
@@ -280,10 +324,32 @@ def _detector(kind: Kind, model: str | None, device: str, end_prior: bool = True
     )
 
 
+def _banner(wrong_anatomy: bool, anatomy: str, name: str) -> None:
+    """The first line of a table output whose image does not look like ``anatomy``
+    (:func:`~cephspine.plausibility.not_a_result`), so that it is not read as a result."""
+    if wrong_anatomy:
+        from cephspine.plausibility import not_a_result
+
+        typer.echo(not_a_result(anatomy, name))
+
+
+def _exit_if_not_a_result(wrong_anatomy: bool) -> None:
+    """Exit with status 1, after the output, when the image does not look like the anatomy
+    of its model: the output is there to check the image, not a result."""
+    if wrong_anatomy:
+        raise typer.Exit(1)
+
+
 def _print_warnings(messages: Any) -> None:
     """Each warning about the image on its own ``warning:`` line (stderr)."""
     for w in messages:
         typer.echo(f"warning: {w}", err=True)
+
+
+def _spacing_hint(a: Any, image: Path) -> None:
+    """Ceph without a pixel spacing: a ``warning:`` line naming the option that gives it."""
+    if a.kind == "ceph" and a.prediction.spacing is None:
+        typer.echo(f"warning: {image}: the measures in mm need the pixel spacing: give it with --spacing MM", err=True)
 
 
 def _cell_text(v: Any) -> str:
@@ -405,6 +471,8 @@ def _analyses_text(tables: Any, names: list[str]) -> str:
                 continue
             if r["status"] == "not available":
                 note = f"not available: needs {needs[r['key']]}"
+            elif r["status"] == "no spacing":
+                note = "a distance in mm: needs the pixel spacing (--spacing)"
             elif r["status"] != "ok":
                 note = r["note"] or ""
             elif not r["norm_source"]:
@@ -466,7 +534,8 @@ def analyze(
 
     Ceph: the 8 ISBI measures with normal ranges and anatomical types, and with
     --analysis the named analyses (Steiner, Downs, Tweed, Björk–Jarabak, McNamara,
-    Holdaway, Burstone–Legan, Ricketts) with norms and flags. Spine: the 3 Cobb angles
+    Holdaway, Burstone–Legan; Ricketts' measures need points the ISBI landmarks lack)
+    with norms and flags where a norm ships. Spine: the 3 Cobb angles
     (PT, MT, TL) with end vertebrae and severity.
     """
     import warnings
@@ -513,11 +582,13 @@ def analyze(
         else:
             escape_frame(tables).to_csv(sys.stdout, index=False)
     else:
+        _banner(a.wrong_anatomy, a.kind, a.image)
         typer.echo(repr(a.prediction))
         typer.echo(_measures_text(a))
         if tables is not None:
             typer.echo(_analyses_text(tables, analysis or []))
     _print_warnings(a.warnings)
+    _spacing_hint(a, image)
     if export is not None and out is not None:
         from cephspine.exports import export as write_export
 
@@ -527,6 +598,7 @@ def analyze(
             _fail(exc, image)
             return
         typer.echo(f"{export.value} export written to {written}", err=True)
+    _exit_if_not_a_result(a.wrong_anatomy)
 
 
 @app.command()
@@ -568,9 +640,12 @@ def report(
     except (CephspineError, ValueError, OSError) as exc:
         _fail(exc, image)
         return
+    _banner(a.wrong_anatomy, a.kind, a.image)
     typer.echo(_measures_text(a))
     _print_warnings(a.warnings)
+    _spacing_hint(a, image)
     typer.echo(f"report written to {out}")
+    _exit_if_not_a_result(a.wrong_anatomy)
 
 
 @app.command()
@@ -679,6 +754,12 @@ def cohort(
     landmarks_out: Path | None = typer.Option(None, "--landmarks-out", help="Long landmark table (.csv/.parquet)."),
     summary_pdf: Path | None = typer.Option(None, "--summary-pdf", help="Write a cohort summary PDF here."),
     spacing: float | None = typer.Option(None, help="Pixel spacing in mm for every image, overriding the files'."),
+    spacing_csv: Path | None = typer.Option(
+        None,
+        "--spacing-csv",
+        help="CSV of pixel spacings per image (image, spacing_mm; or image, row_mm, col_mm; an annotation CSV "
+        "with a spacing column works too), overriding the files'; an image it leaves out keeps its file's own.",
+    ),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Include sub-folders."),
     engine: Engine = typer.Option(Engine.local, help="'local' (this process) or 'ray' (needs cephspine[ray])."),
     workers: int | None = typer.Option(
@@ -706,19 +787,22 @@ def cohort(
     Rows hold the measures (ceph) or Cobb angles (spine), mean confidence, status and error
     message; a bad image becomes an error row, never the end of the run. The table is
     printed; with --out it is also written as it goes, and a re-run of the same command
-    resumes (a re-run with other settings is refused).
+    resumes (a re-run with other settings is refused), also after Ctrl-C.
     """
     import warnings
 
     from cephspine.cohorts import cohort as run
-    from cephspine.errors import CephspineError, CephspineWarning, CohortIncompleteWarning
+    from cephspine.errors import CephspineError, CephspineWarning, CohortIncompleteWarning, CohortInterrupted
 
+    if spacing is not None and spacing_csv is not None:
+        raise typer.BadParameter("give --spacing or --spacing-csv, not both", param_hint="--spacing-csv")
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             detector = None if end_prior and refine_flip else _detector(kind, model, device, end_prior, refine_flip)
             df = run(
-                images, kind.value, out=out, landmarks_out=landmarks_out, spacing=spacing, recursive=recursive,
+                images, kind.value, out=out, landmarks_out=landmarks_out, recursive=recursive,
+                spacing=spacing_csv if spacing_csv is not None else spacing,
                 include_identifiers=include_identifiers, progress=progress, engine=engine.value, workers=workers,
                 address=address, model=model if detector is None else None, device=_device(device),
                 detector=detector,
@@ -727,6 +811,20 @@ def cohort(
             from cephspine.reports import write_cohort_report
 
             write_cohort_report(df, summary_pdf, kind=kind.value)
+    except CohortInterrupted as exc:
+        if exc.out is not None:
+            typer.echo(
+                f"interrupted: {exc.done} of {exc.images} images done, in {exc.out}; "
+                "run the same command again to resume",
+                err=True,
+            )
+        else:
+            typer.echo(
+                f"interrupted after {exc.analysed} of {exc.images} images; nothing was written "
+                "(with --out the rows are kept as they finish and a re-run resumes)",
+                err=True,
+            )
+        raise typer.Exit(130) from None
     except (CephspineError, ValueError, OSError, ImportError) as exc:
         _fail(exc)
         return
@@ -734,6 +832,7 @@ def cohort(
     ours = (w for w in caught if issubclass(w.category, CephspineWarning))  # not other libraries' notices
     for message in dict.fromkeys(str(w.message) for w in ours if not issubclass(w.category, CohortIncompleteWarning)):
         typer.echo(f"warning: {message}", err=True)
+    _cohort_notes(df, kind, out)
     if fmt is OutputFormat.csv:
         escape_frame(df).to_csv(sys.stdout, index=False)
     elif fmt is OutputFormat.json:
@@ -748,7 +847,9 @@ def cohort(
         if len(df):
             typer.echo(df[shown].to_string(index=False, na_rep="", float_format=lambda v: f"{v:.2f}"))
         n_err = int((df["status"] == "error").sum()) if len(df) else 0
-        typer.echo(f"{len(df)} images: {len(df) - n_err} ok, {n_err} error(s)")
+        n_wrong = int((df["status"] == "wrong_anatomy").sum()) if len(df) else 0
+        wrong = f", {n_wrong} of the wrong anatomy (status wrong_anatomy: no results)" if n_wrong else ""
+        typer.echo(f"{len(df)} images: {len(df) - n_err - n_wrong} ok, {n_err} error(s){wrong}")
         for _, r in df[df["status"] == "error"].iterrows():
             typer.echo(_error_line(str(r["error"]), str(r["image"]), about_file=True), err=True)
         if out is not None:
@@ -757,6 +858,27 @@ def cohort(
         for message in incomplete:
             typer.echo(f"error: {message}", err=True)
         raise typer.Exit(1)
+
+
+def _cohort_notes(df: Any, kind: Kind, out: Path | None) -> None:
+    """On stderr: how many rows a resumed run kept, and (ceph) how many images have no
+    pixel spacing, once for the run."""
+    counts = df.attrs.get("cohort", {})
+    if counts.get("reused"):
+        typer.echo(
+            f"resumed {out}: {counts['reused']} row(s) kept from an earlier run, {counts['analysed']} image(s) "
+            "analysed now",
+            err=True,
+        )
+    if kind is Kind.ceph and len(df):
+        lacking = int(((df["status"] != "error") & df["spacing_row_mm"].isna()).sum())
+        if lacking:
+            typer.echo(
+                f"warning: {lacking} of {len(df)} images have no pixel spacing, so their measures in mm (MW and the "
+                "analyses' distances) are empty; give it with --spacing MM (every image) or --spacing-csv FILE "
+                "(image, spacing_mm)",
+                err=True,
+            )
 
 
 @train_app.command("ceph")
@@ -827,6 +949,7 @@ def evaluate_ceph_cmd(
     else:
         typer.echo(f"{len(ev.ids)} images, truth: {truth}")
         typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    _print_warnings(ev.warnings)  # e.g. images the model was trained on
 
 
 @train_app.command("spine")

@@ -373,10 +373,12 @@ class Detector:
                 f"a {rg.height}x{rg.width} px image resampled to {nh} px high would be {nw} px wide ({limits}); "
                 "is it a radiograph?",
             )
+        how = "assumed" if rg.spacing is None else "given"
         raise SpacingError(
-            f"{rg.name}: pixel spacing {sp.row_mm:g} x {sp.col_mm:g} mm makes the {rg.height}x{rg.width} px image "
-            f"{rg.height * sp.row_mm / 1000:.2f} x {rg.width * sp.col_mm / 1000:.2f} m, a fine grid of {nh}x{nw} px "
-            f"({limits}); check the spacing (mm per pixel)"
+            f"{rg.name}: pixel spacing {sp.row_mm:g} x {sp.col_mm:g} mm ({how}) makes the {rg.height}x{rg.width} px "
+            f"image {rg.height * sp.row_mm / 1000:.2f} x {rg.width * sp.col_mm / 1000:.2f} m, a fine grid of {nh}x{nw} "
+            f"px at this model's {self.config.fine_mm:g} mm ({limits}); check the spacing (mm per pixel), or crop the "
+            "film"
         )
 
     def _predict_unguarded(self, rg: Radiograph, timings: dict[str, float]) -> Prediction:
@@ -436,7 +438,7 @@ class Detector:
         if self.card.get("anatomy") == "spine":
             conf = self._spine_sanity(xy, conf, rg.name, msgs)
         # the wrong-anatomy score was fitted on confidences before any level doubt scaled them
-        check = check_anatomy(self.card.get("anatomy"), self.names, xy, conf)
+        check = check_anatomy(self.card.get("anatomy"), self.names, xy, conf, self.card.get("wrong_anatomy_threshold"))
         if self.card.get("anatomy") == "spine" and self.level_rules is not None and ends and not mirror:
             conf = self._spine_levels(c_peak, ends[0], conf, rg.name, msgs)
         low = [n for n, c in zip(self.names, conf) if c < LOW_CONFIDENCE]
@@ -458,6 +460,7 @@ class Detector:
             warnings=tuple(msgs),
             meta={
                 "mirrored": mirror,
+                "wrong_anatomy": bool(check is not None and check.wrong_anatomy),
                 "facing": facing,
                 "registration": registration,
                 "spacing_source": rg.spacing_source,

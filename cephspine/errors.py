@@ -81,6 +81,24 @@ class CohortSettingsError(CephspineError, ValueError):
     registration, decoding options, ...); the message names what changed."""
 
 
+class CohortInterrupted(KeyboardInterrupt):
+    """A cohort run was interrupted (Ctrl-C, SIGINT). It is a :class:`KeyboardInterrupt`,
+    not a :class:`CephspineError`, so that ``except Exception`` does not swallow it.
+
+    Attributes:
+        done: the run's images with a row in ``out`` (those of earlier runs included):
+            running the same call again keeps them and analyses the rest.
+        analysed: images analysed by this run before the interruption.
+        images: the run's images.
+        out: the table written as images finish, or ``None`` (nothing was kept).
+    """
+
+    def __init__(self, done: int, analysed: int, images: int, out: str | None) -> None:
+        self.done, self.analysed, self.images, self.out = done, analysed, images, out
+        where = f"in {out}; running the same call again resumes" if out else "nothing was written (no out)"
+        super().__init__(f"cohort interrupted: {done if out else analysed} of {images} image(s) done, {where}")
+
+
 class CephspineWarning(UserWarning):
     """Root of cephspine warnings."""
 
@@ -115,6 +133,11 @@ class WrongAnatomyWarning(CephspineWarning):
 class ExperimentalModelWarning(CephspineWarning):
     """The model's card marks it experimental: it falls short of its accuracy targets
     (the card's ``status_note`` says by how much)."""
+
+
+class TrainingImagesWarning(CephspineWarning):
+    """A model is evaluated on images it was trained on (its card's ``trained_ids``): its
+    errors there are lower than on images it never saw, and do not measure its accuracy."""
 
 
 class CohortIncompleteWarning(CephspineWarning):

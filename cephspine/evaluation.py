@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ class CephEvaluation:
         features: ``(M, N, 3)`` confidence features (refine peak, coarse peak, shift mm).
         pred_px, true_px: ``(M, N, 2)`` positions in original pixels.
         seconds: ``(M,)`` end-to-end prediction time per image.
+        warnings: what makes these errors differ from a held-out accuracy (images the
+            model was trained on, :func:`trained_on`); empty when nothing does.
     """
 
     ids: list[str]
@@ -35,6 +38,7 @@ class CephEvaluation:
     pred_px: npt.NDArray[np.float64]
     true_px: npt.NDArray[np.float64]
     seconds: npt.NDArray[np.float64]
+    warnings: tuple[str, ...] = ()
 
     def table(self, radii: Sequence[float] = (2.0, 2.5, 3.0, 4.0)) -> Any:
         """The paper's Table I format: MRE, SD, SDR per radius; overall row first."""
@@ -122,6 +126,41 @@ def evaluate_items(
     )
 
 
+def trained_on(card: dict[str, Any], ids: Sequence[str]) -> list[str]:
+    """The ``ids`` that trained the model of ``card``: those its ``trained_ids`` entry names
+    (ISBI 2015 ids as :func:`~cephspine.io.datasets.parse_ids` reads them, e.g.
+    ``"001-150"``; the shipped ``ceph`` model and ``cephspine train ceph`` models have one).
+    Empty for a card without the entry."""
+    from cephspine.io.datasets import parse_ids
+
+    spec = card.get("trained_ids")
+    if not isinstance(spec, str):
+        return []
+    trained = set(parse_ids(spec))
+    return [i for i in ids if i in trained]
+
+
+def _compact(ids: Sequence[str]) -> str:
+    """``["121", "122", "123", "130"]`` as ``"121-123, 130"`` (runs of consecutive numbers)."""
+    parts: list[list[str]] = []
+    for i in ids:
+        last = parts[-1][-1] if parts else None
+        if last is not None and i.isdigit() and last.isdigit() and len(i) == len(last) and int(i) == int(last) + 1:
+            parts[-1].append(i)
+        else:
+            parts.append([i])
+    return ", ".join(p[0] if len(p) == 1 else f"{p[0]}-{p[-1]}" for p in parts)
+
+
+def _trained_on_message(card: dict[str, Any], ids: Sequence[str], overlap: Sequence[str]) -> str:
+    model = f"{card.get('name', 'the model')} {card.get('version', '')}".strip()
+    return (
+        f"{model} was trained on {len(overlap)} of the {len(ids)} evaluated image(s) ({_compact(overlap)}): "
+        "its errors on its own training images are lower than on images it never saw; evaluate it on other "
+        "images for its accuracy (its card gives the accuracy measured on held-out images)"
+    )
+
+
 def evaluate_ceph(
     detector: Any, data: Path, ids: Sequence[str] | None = None, truth: str = "mean", progress: bool = True
 ) -> CephEvaluation:
@@ -132,6 +171,11 @@ def evaluate_ceph(
         data: folder with ``images/``, ``senior/`` and ``junior/``.
         ids: image ids to use (default: every image with annotations).
         truth: ``"mean"`` of both doctors (default) or ``"senior"``.
+
+    Warns:
+        TrainingImagesWarning: some of the images trained the model (:func:`trained_on`,
+            e.g. any ISBI 2015 training image for the shipped ``ceph`` model); the text is
+            also in the result's ``warnings``.
     """
     from cephspine.errors import DatasetError
     from cephspine.io.datasets import IsbiDataset
@@ -144,7 +188,7 @@ def evaluate_ceph(
         records = [ds[i] for i in ids]
     if not records:
         raise DatasetError(f"{data}: no annotated images to evaluate")
-    return evaluate_items(
+    ev = evaluate_items(
         detector,
         (
             (rec.id, rec.radiograph, rec.landmarks if truth == "mean" else rec.senior, rec.radiograph.spacing)
@@ -154,6 +198,16 @@ def evaluate_ceph(
         progress=progress,
         total=len(records),
     )
+    card = getattr(detector, "card", None)
+    overlap = trained_on(card, ev.ids) if isinstance(card, dict) else []
+    if not overlap:
+        return ev
+    from cephspine._warn import warn_caller
+    from cephspine.errors import TrainingImagesWarning
+
+    message = _trained_on_message(card, ev.ids, overlap)  # type: ignore[arg-type]
+    warn_caller(message, TrainingImagesWarning)
+    return dataclasses.replace(ev, warnings=(*ev.warnings, message))
 
 
 @dataclass(frozen=True)

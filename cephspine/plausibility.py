@@ -109,13 +109,32 @@ class AnatomyCheck:
         )
 
 
+def not_a_result(anatomy: str, name: str) -> str:
+    """The banner of a result whose landmarks do not look like ``anatomy`` (the first line
+    of the ``analyze``/``predict``/``report`` output, the top of a report's first page),
+    naming the image ``name``."""
+    what = ANATOMY_DESCRIPTIONS.get(anatomy, f"a {anatomy} image")
+    return (
+        f"NOT A RESULT: {name} does not look like {what}; do not use its "
+        f"{_RESULTS.get(anatomy, 'measures')} (shown only to check the image): check the image and the kind "
+        "(ceph or spine)"
+    )
+
+
 def check_anatomy(
-    anatomy: str | None, names: tuple[str, ...], xy_px: npt.ArrayLike, confidence: npt.ArrayLike
+    anatomy: str | None,
+    names: tuple[str, ...],
+    xy_px: npt.ArrayLike,
+    confidence: npt.ArrayLike,
+    threshold: float | None = None,
 ) -> AnatomyCheck | None:
     """Score how little a prediction looks like ``anatomy`` (see the module docs).
 
-    Returns ``None`` when there is nothing to compare with: an unknown anatomy, or
-    landmarks other than the anatomy's full set (:data:`~cephspine.anatomy.ANATOMIES`).
+    ``threshold`` replaces the anatomy's :data:`WRONG_ANATOMY_THRESHOLDS` entry (a model
+    card's ``wrong_anatomy_threshold``, for a model whose scores on images of the right
+    kind were measured apart). Returns ``None`` when there is nothing to compare with: an
+    unknown anatomy, or landmarks other than the anatomy's full set
+    (:data:`~cephspine.anatomy.ANATOMIES`).
     """
     if anatomy not in MEAN_SHAPES or tuple(names) != ANATOMIES[anatomy]:
         return None
@@ -127,7 +146,7 @@ def check_anatomy(
         low_share=n_low / len(conf),
         n_low=n_low,
         n_landmarks=len(conf),
-        threshold=WRONG_ANATOMY_THRESHOLDS[anatomy],
+        threshold=WRONG_ANATOMY_THRESHOLDS[anatomy] if threshold is None else float(threshold),
     )
 
 
@@ -137,5 +156,6 @@ __all__ = [
     "WRONG_ANATOMY_THRESHOLDS",
     "AnatomyCheck",
     "check_anatomy",
+    "not_a_result",
     "shape_distance",
 ]

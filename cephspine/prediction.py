@@ -88,6 +88,13 @@ class Prediction:
         return self.model == SUPPLIED_MODEL
 
     @property
+    def wrong_anatomy(self) -> bool:
+        """Whether the detector found that the landmarks do not look like its model's
+        anatomy (a spine film through the ``ceph`` model; :mod:`cephspine.plausibility`):
+        ``meta["wrong_anatomy"]``, ``False`` when absent (supplied landmarks)."""
+        return bool(self.meta.get("wrong_anatomy", False))
+
+    @property
     def provenance(self) -> str:
         """Where the landmarks came from, in words: ``"model ceph version 0.2.0"``, or
         ``"supplied by a person (file corrected.csv)"``."""

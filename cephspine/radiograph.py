@@ -108,7 +108,7 @@ def spacing_xy_mm(spacing: Any, n_images: int | None = None) -> npt.NDArray[np.f
     if isinstance(spacing, np.ndarray) and spacing.ndim == 0:
         spacing = spacing.item()
     if isinstance(spacing, (Spacing, bool, int, float, np.generic)) or n_images is None:
-        sp = as_spacing(spacing)
+        sp = as_spacing(spacing, plausible=False)  # coordinate arithmetic: any positive spacing
         assert sp is not None
         return sp.xy_mm
     items = list(spacing)
@@ -118,7 +118,7 @@ def spacing_xy_mm(spacing: Any, n_images: int | None = None) -> npt.NDArray[np.f
         )
     rows = []
     for i, item in enumerate(items):
-        sp = as_spacing(item, what=f"spacing[{i}]")
+        sp = as_spacing(item, what=f"spacing[{i}]", plausible=False)
         if sp is None:
             raise SpacingError(f"spacing[{i}] is None; give a spacing for every image")
         rows.append(sp.xy_mm)

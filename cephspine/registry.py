@@ -119,7 +119,7 @@ def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not a number a model card may hold")
 
 
-_TEXT_KEYS = ("name", "version", "anatomy", "architecture", "status", "status_note", "license_note")
+_TEXT_KEYS = ("name", "version", "anatomy", "architecture", "status", "status_note", "license_note", "trained_ids")
 _DICT_KEYS = ("config", "confidence", "registration", "facing", "levels", "training", "metrics")
 
 
@@ -161,6 +161,7 @@ def validate_card(card: Any, path: Path) -> None:
     from cephspine.radiograph import MAX_SPACING_MM, MIN_SPACING_MM
 
     _number(card, "training_spacing_mm", MIN_SPACING_MM, MAX_SPACING_MM, bad)
+    _number(card, "wrong_anatomy_threshold", 0.0, 1e6, bad)
     _number(card.get("facing", {}), "skip_mirror_at_mean_coarse_peak", 0.0, 1.0, bad, "facing.")
     _number(card.get("registration", {}), "auto_below_mean_coarse_peak", 0.0, 1.0, bad, "registration.")
     for k in ("mre_mm", "sd_mm", "sdr_2mm_pct", "cobb_smape_pct"):

@@ -45,15 +45,50 @@ def no_hang(seconds: float = 120.0) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+DATA_VARIABLE = "CEPHSPINE_DATA"
+"""The environment variable naming the folder of the training data (``isbi2015/``, ``aasce/``)."""
+
+
+def shared_data_folder() -> Path:
+    """Where the tests look for the training data: ``$CEPHSPINE_DATA``, else ``shared/data``
+    beside the repository's folder."""
+    given = os.environ.get(DATA_VARIABLE)
+    if given:
+        return Path(given).expanduser()
+    return Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+
+SHARED_DATA = shared_data_folder()
+NO_DATA_REASON = (
+    f"training data not found at {SHARED_DATA}: set {DATA_VARIABLE} to the folder holding isbi2015/ and aasce/"
+)
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The shared ISBI/AASCE training data next to the repository, or skip."""
+    """The shared ISBI/AASCE training data (:func:`shared_data_folder`), or skip."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared data not found at {SHARED_DATA}")
+        pytest.skip(NO_DATA_REASON)
     return SHARED_DATA.resolve()
+
+
+def pytest_collection_modifyitems(items: list[Any]) -> None:
+    """Mark every test that uses the training data (through the ``shared_data`` fixture) as
+    ``shared_data``, so that ``-m shared_data`` and ``-m "not shared_data"`` select them all."""
+    for item in items:
+        if "shared_data" in getattr(item, "fixturenames", ()) and item.get_closest_marker("shared_data") is None:
+            item.add_marker(pytest.mark.shared_data)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """One line saying how many tests the missing training data skipped, and how to run them."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    n = sum(1 for r in skipped if isinstance(r.longrepr, tuple) and NO_DATA_REASON in str(r.longrepr[-1]))
+    if n:
+        terminalreporter.write_line(
+            f"{n} test(s) skipped: they need the ISBI 2015 and AASCE training data, looked for at {SHARED_DATA}; "
+            f"set {DATA_VARIABLE}=/path/to/data (holding isbi2015/ and aasce/) to run them (README: Tests)"
+        )
 
 
 # --- tiny two-stage models for the detector, CLI and training tests -------------------
@@ -102,6 +137,7 @@ def tiny_card(cfg, **extra):
         "landmarks": list(CEPH_LANDMARKS[: cfg.n_landmarks]),
         "config": cfg.to_dict(),
         "architecture": "tiny random-weight test model",
+        "wrong_anatomy_threshold": 10.0,  # random weights: never reported as the wrong anatomy
     }
     card.update(extra)
     return card

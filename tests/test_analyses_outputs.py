@@ -20,7 +20,7 @@ from pypdf import PdfReader
 
 from cephspine.analysis import Analysis
 from cephspine.cohorts import cohort, row_schema
-from cephspine.errors import InvalidArgumentError, SpacingError
+from cephspine.errors import InvalidArgumentError
 from cephspine.geometry import ANALYSIS_KEYS, analysis_values, ceph_analyses
 from cephspine.reports import write_report
 from tests.test_report import ceph_analysis, spine_analysis
@@ -54,8 +54,9 @@ def test_analysis_gives_its_analyses_table() -> None:
     assert a.analyses_dataframe(norms=user).set_index("key").loc["saddle_angle_deg", "norm_mean"] == 130
     with pytest.raises(InvalidArgumentError, match="ceph"):
         spine_analysis().analyses_dataframe()
-    with pytest.raises(SpacingError, match="pixel spacing"):
-        without_spacing(a).analyses_dataframe()
+    bare = without_spacing(a).analyses_dataframe().set_index("key")
+    assert bare.loc["saddle_angle_deg", "value"] == pytest.approx(df.set_index("key").loc["saddle_angle_deg", "value"])
+    assert bare.loc["overjet_mm", "status"] == "no spacing" and math.isnan(bare.loc["overjet_mm", "value"])
 
 
 def test_to_row_has_a_float_for_every_analysis_key() -> None:
@@ -64,8 +65,8 @@ def test_to_row_has_a_float_for_every_analysis_key() -> None:
     want = analysis_values(a.prediction)
     for k in ANALYSIS_KEYS:
         assert isinstance(row[k], float) and row[k] == pytest.approx(want[k]), k
-    row = without_spacing(a).to_row()
-    assert all(math.isnan(row[k]) for k in ANALYSIS_KEYS)
+    row = without_spacing(a).to_row()  # the angles and ratios need no spacing
+    assert all(math.isnan(row[k]) == k.endswith("_mm") for k in ANALYSIS_KEYS)
     assert not any(k in spine_analysis().to_row() for k in ANALYSIS_KEYS)
 
 
@@ -87,7 +88,8 @@ def test_json_round_trip_keeps_the_analyses_and_old_json_still_loads() -> None:
     gap = dataclasses.replace(a, prediction=dataclasses.replace(a.prediction, xy_px=xy), measures=None)
     values = json.loads(gap.to_json())["analyses"]
     assert values["saddle_angle_deg"] is None and isinstance(values["jarabak_ratio_pct"], float)
-    assert "analyses" not in json.loads(without_spacing(a).to_json())
+    bare = json.loads(without_spacing(a).to_json())["analyses"]
+    assert bare["overjet_mm"] is None and bare["saddle_angle_deg"] == pytest.approx(a.to_row()["saddle_angle_deg"])
 
 
 # --------------------------------------------------------------------------- cohorts
@@ -102,7 +104,9 @@ def test_cohort_schema_has_float_columns_for_the_analyses() -> None:
     for k in ANALYSIS_KEYS:
         assert frame[k].dtype == np.float64, k
     assert np.isfinite(frame.loc[0, list(ANALYSIS_KEYS)].to_numpy(dtype=float)).all()
-    assert frame.loc[1:, list(ANALYSIS_KEYS)].isna().all().all()
+    mm = [k for k in ANALYSIS_KEYS if k.endswith("_mm")]
+    assert frame.loc[1:, mm].isna().all().all() and frame.loc[2, list(ANALYSIS_KEYS)].isna().all()
+    assert np.isfinite(frame.loc[1, [k for k in ANALYSIS_KEYS if k not in mm]].to_numpy(dtype=float)).all()
 
 
 def test_cohort_table_and_its_csv_carry_the_analyses(tmp_path: Path, det: Any) -> None:
@@ -157,7 +161,8 @@ def test_report_uses_the_users_norms_and_says_without_spacing(tmp_path: Path, ce
     assert "user norms file norms.csv" in second  # a row without a source names its file
     out = write_report(without_spacing(ceph_analysis()), tmp_path / "n.pdf", image=ceph_image)
     second = " ".join(PdfReader(out).pages[1].extract_text().split())
-    assert "need the pixel spacing" in second
+    assert "No pixel spacing: the distances (mm) need it" in second and "saddle angle N–S–Ar" in second
+    assert "Needs the pixel spacing: overjet" in second
     bad = tmp_path / "bad.csv"
     bad.write_text("key,norm_mean\nnope,1\n")
     with pytest.raises(InvalidArgumentError, match="bad.csv"):
@@ -223,6 +228,20 @@ def test_cli_refuses_bad_analysis_options_before_analysing(png: Path, tmp_path: 
     assert r.returncode == 2 and "add --analysis" in " ".join(r.stderr.replace("│", " ").split())
 
 
-def test_cli_without_spacing_says_the_analyses_need_it(png: Path, tiny_model_dir: Path) -> None:
-    r = cli("analyze", str(png), "-m", str(tiny_model_dir), "--device", "cpu", "--analysis", "steiner")
-    assert r.returncode == 1 and "need the pixel spacing" in r.stderr and r.stderr.count(png.name) == 1
+def test_cli_without_spacing_prints_the_angles_and_marks_the_distances(tmp_path: Path) -> None:
+    import cephspine
+    from cephspine.anatomy import CEPH_LANDMARKS
+
+    truth = np.loadtxt(Path(__file__).parent / "data" / "ceph_example_truth.csv", delimiter=",", skiprows=2)
+    landmarks = tmp_path / "lm.csv"
+    pd.DataFrame({"landmark": CEPH_LANDMARKS, "x_px": truth[:, 0], "y_px": truth[:, 1]}).to_csv(landmarks, index=False)
+    film = str(cephspine.example_path())  # a JPEG: no spacing in the file
+    r = cli("analyze", film, "--landmarks", str(landmarks), "--analysis", "downs", "--analysis", "steiner")
+    assert r.returncode == 0, r.stderr
+    assert "Downs analysis" in r.stdout and "Steiner analysis" in r.stdout and "ANB" in r.stdout
+    facial = next(line for line in r.stdout.splitlines() if line.startswith("facial angle"))
+    assert facial.split()[2].endswith("°")  # a value, not n/a
+    overjet = next(line for line in r.stdout.splitlines() if line.startswith("overjet"))
+    assert "n/a" in overjet and "needs the pixel spacing (--spacing)" in overjet
+    assert "MW n/a (needs pixel spacing)" in " ".join(r.stdout.split())
+    assert "give it with --spacing MM" in r.stderr and "spacing=" not in r.stderr + r.stdout

@@ -85,3 +85,21 @@ def test_report_prints_the_warnings_analyze_prints(folder: Path, tiny_model_dir:
     for out in (analyzed.stdout, reported.stdout):  # MW keeps its row, with the reason
         mw = next(line for line in out.splitlines() if line.split()[:1] == ["MW"])
         assert "n/a (needs pixel spacing)" in mw and "mm" in mw
+
+
+@pytest.mark.parametrize(
+    ("args", "cause"),
+    [
+        (["analyze", "scan.png", "--kind", "skull"], "invalid value for '--kind' / '-k': 'skull' is not one of"),
+        (["cohort", ".", "-f", "xlsx"], "invalid value for '--format' / '-f': 'xlsx' is not one of"),
+        (["analyze", "scan.png", "--spacing", "abc"], "invalid value for '--spacing'"),
+        (["analyze", "scan.png", "--no-such-option"], "no such option: --no-such-option"),
+        (["analyze"], "missing argument 'IMAGE'"),
+    ],
+)
+def test_a_usage_error_is_one_line_and_exit_status_2(folder: Path, args: list[str], cause: str) -> None:
+    r = cli(*args, cwd=folder)
+    assert r.returncode == 2 and r.stdout == ""
+    assert len(r.stderr.splitlines()) == 1, r.stderr
+    assert r.stderr.startswith(f"error: {cause}") and f"cephspine {args[0]} --help')" in r.stderr
+    assert "╭" not in r.stderr and "│" not in r.stderr and "Usage:" not in r.stderr

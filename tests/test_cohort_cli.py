@@ -75,3 +75,76 @@ def test_rerun_with_other_settings_is_refused(scans: Path, tiny_model_dir: Path,
 
     wrong = _cephspine("cohort", str(scans), "-m", str(tiny_model_dir), "-o", "r.xlsx", cwd=tmp_path)
     assert wrong.returncode == 1 and "out must end in .csv or .parquet" in wrong.stderr
+
+
+def test_an_empty_folder_is_an_error_and_writes_nothing(tmp_path: Path) -> None:
+    empty = tmp_path / "films"
+    empty.mkdir()
+    (empty / "readme.txt").write_text("scans to come\n")
+    run = _cephspine("cohort", "films", "-o", "r.csv", "--summary-pdf", "s.pdf", "--no-progress", cwd=tmp_path)
+    assert run.returncode == 1 and run.stdout == ""
+    assert run.stderr.startswith("error: films: no image files in this folder")
+    assert ".dcm" in run.stderr and ".png" in run.stderr and "-r" in run.stderr
+    assert len(run.stderr.splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["films"]
+
+
+def test_missing_spacing_is_said_once_and_a_csv_gives_it_per_image(
+    scans: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    base = ["cohort", str(scans), "-m", str(tiny_model_dir), "--no-progress"]
+    bare = _cephspine(*base, cwd=tmp_path)
+    assert bare.returncode == 0, bare.stderr
+    said = [line for line in bare.stderr.splitlines() if "no pixel spacing" in line]
+    assert said == [
+        "warning: 3 of 4 images have no pixel spacing, so their measures in mm (MW and the analyses' distances) "
+        "are empty; give it with --spacing MM (every image) or --spacing-csv FILE (image, spacing_mm)"
+    ]
+
+    (tmp_path / "sp.csv").write_text("image,spacing_mm\nimg0.png,0.1\nimg1.png,0.125\nnot-there.png,0.1\n")
+    given = _cephspine(*base, "--spacing-csv", "sp.csv", "-o", "r.csv", "-f", "csv", cwd=tmp_path)
+    assert given.returncode == 0, given.stderr
+    df = pd.read_csv(io.StringIO(given.stdout)).set_index("image")
+    assert df.loc["img0.png", "spacing_row_mm"] == 0.1 and df.loc["img1.png", "spacing_col_mm"] == 0.125
+    assert pd.isna(df.loc["img2.png", "spacing_row_mm"])  # left out: the file's own (none)
+    assert "warning: 1 of 4 images have no pixel spacing" in given.stderr
+    assert "1 image(s) of the spacing table are not in the cohort: not-there.png" in given.stderr
+
+    # the per-image spacings are settings of the table: another value for one image is refused
+    (tmp_path / "sp.csv").write_text("image,spacing_mm\nimg0.png,0.1\nimg1.png,0.13\n")
+    again = _cephspine(*base, "--spacing-csv", "sp.csv", "-o", "r.csv", cwd=tmp_path)
+    assert again.returncode == 1 and "other spacings for img1.png" in again.stderr
+    both = _cephspine(*base, "--spacing-csv", "sp.csv", "--spacing", "0.1", cwd=tmp_path)
+    assert both.returncode == 2 and both.stderr.startswith("error: ") and len(both.stderr.splitlines()) == 1
+
+
+def test_ctrl_c_says_how_far_it_got_and_a_rerun_says_what_it_reused(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    films = tmp_path / "films"
+    films.mkdir()
+    for i in range(60):
+        pixels = np.random.default_rng(i).integers(0, 256, (300, 240), dtype=np.uint8)
+        Image.fromarray(pixels).save(films / f"img{i:02d}.png")
+    args = [sys.executable, "-m", "cephspine", "cohort", "films", "-m", str(tiny_model_dir), "-o", "r.csv"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [*args, "--no-progress"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    table = tmp_path / "r.csv"
+    deadline = time.monotonic() + 240
+    while not (table.exists() and len(table.read_text().splitlines()) >= 3) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    done = len(pd.read_csv(table))
+    assert 2 <= done < 60
+    assert err.splitlines()[-1] == (
+        f"interrupted: {done} of 60 images done, in r.csv; run the same command again to resume"
+    )
+    rerun = _cephspine("cohort", "films", "-m", str(tiny_model_dir), "-o", "r.csv", "--no-progress", cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"resumed r.csv: {done} row(s) kept from an earlier run, {60 - done} image(s) analysed now" in rerun.stderr
+    assert len(pd.read_csv(table)) == 60

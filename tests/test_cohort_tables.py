@@ -129,7 +129,7 @@ def test_table_without_settings_record_is_refused_and_a_new_one_starts_afresh(tm
     # a table holding no row yet (a run stopped before its first image) takes any settings
     empty = tmp_path / "empty"
     empty.mkdir()
-    cohort(empty, detector=det, out=tmp_path / "e.csv", progress=False)
+    cohort([], detector=det, out=tmp_path / "e.csv", progress=False)
     shutil.copy(tmp_path / "in" / "img00.png", empty / "img00.png")
     assert len(cohort(empty, detector=det, out=tmp_path / "e.csv", spacing=0.2, progress=False)) == 1
     assert read_settings(tmp_path / "e.csv")["spacing"] == [0.2, 0.2]  # type: ignore[index]

@@ -221,8 +221,9 @@ def test_cli_csv_outputs_escape_and_read_back(tmp_path: Path, tiny_model_dir: Pa
     pred = _cephspine("predict", FILM, "-m", str(evil_model), "-f", "csv", "--spacing", "0.1", cwd=tmp_path)
     assert pred.returncode == 0, pred.stderr
     assert _formulas(pred.stdout) == []
-    rows = _cells(pred.stdout)
-    assert rows[1][:2] == ["'" + FILM, "'" + EVIL_MODEL] and rows[1][3] == "'" + EVIL_NAMES[0]
+    header, first = _cells(pred.stdout)[:2]
+    cell = dict(zip(header, first))
+    assert (cell["image"], cell["model"], cell["landmark"]) == ("'" + FILM, "'" + EVIL_MODEL, "'" + EVIL_NAMES[0])
 
     # the correction workflow with such a name: predict -f csv, then analyze with those landmarks
     pred = _cephspine("predict", FILM, "-m", str(tiny_model_dir), "-f", "csv", cwd=tmp_path)

@@ -163,7 +163,7 @@ def test_config_round_trip_and_validation() -> None:
         StageConfig(n_landmarks=68, refine_flip=True)
     with pytest.raises(ValueError, match="refine_flip must be true or false"):
         dataclasses.replace(base, refine_flip="yes")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="end_prior_weight must be finite"):
+    with pytest.raises(ValueError, match="end_prior_weight must be a finite number"):
         dataclasses.replace(base, end_prior=(0.05, 0.01, 0.9, 0.03), end_prior_weight=float("nan"))
     with pytest.raises(ValueError, match="means in"):
         dataclasses.replace(base, end_prior=(0.05, 0.01, 1.9, 0.03))

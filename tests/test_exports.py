@@ -99,6 +99,24 @@ def test_csv_export_is_the_landmark_table(png_analysis: Analysis, tmp_path: Path
     assert list(df["landmark"]) == list(expected["landmark"])
 
 
+def test_csv_export_keeps_the_spacing(png_analysis: Analysis, tmp_path: Path) -> None:
+    import pandas as pd
+
+    from cephspine.radiograph import Spacing
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = cephspine.analyze(tmp_path / "film.png", kind="ceph", spacing=(0.1, 0.12), landmarks=_xy())
+    out = cephspine.export(a, tmp_path / "lm.csv", format="csv")
+    assert cephspine.read_annotations(out).spacing == {"film.png": Spacing(0.1, 0.12)}
+    df = pd.read_csv(out)
+    assert (df["spacing_row_mm"] == 0.1).all() and (df["spacing_col_mm"] == 0.12).all()
+    # without a spacing the columns are empty and none is read back
+    out = cephspine.export(png_analysis, tmp_path / "none.csv", format="csv")
+    assert pd.read_csv(out)["spacing_row_mm"].isna().all()
+    assert cephspine.read_annotations(out).spacing == {}
+
+
 # --------------------------------------------------------------------------- COCO
 
 
@@ -268,8 +286,32 @@ def test_dicom_sr_source_defaults_to_the_image_file(
     assert _sr_content(out).StudyInstanceUID == ds.StudyInstanceUID
 
 
+def test_dicom_sr_source_is_the_file_analyze_read(
+    dicom_file: tuple[Path, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("highdicom")
+    src, ds = dicom_file
+    a = _analyze(src)  # an absolute path
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the image name "scan.dcm" is no file here
+    out = cephspine.export(a, "sr.dcm", format="dicom-sr")
+    assert _sr_content(out).SOPInstanceUID != ds.SOPInstanceUID
+    assert _sr_content(out).StudyInstanceUID == ds.StudyInstanceUID
+    # in memory only: neither the JSON nor the tables hold the path
+    assert str(tmp_path) not in a.to_json()
+    assert str(tmp_path) not in a.to_dataframe().to_csv() + a.landmarks_dataframe().to_csv()
+    assert str(tmp_path) not in json.dumps(a.to_row(), default=str)
+    back = Analysis.from_json(a.to_json())
+    assert back == a and back.source_path is None
+    with pytest.raises(InvalidArgumentError, match="scan.dcm.*needs the source DICOM file"):
+        cephspine.export(back, "sr2.dcm", format="dicom-sr")
+
+
 def test_dicom_sr_needs_a_dicom_source(png_analysis: Analysis, tmp_path: Path) -> None:
-    with pytest.raises(InvalidArgumentError, match="film.png.*needs the source DICOM file"):
+    with pytest.raises(InvalidArgumentError, match="<array>.*needs the source DICOM file"):
+        cephspine.export(_analyze(ramp(H, W)), tmp_path / "sr.dcm", format="dicom-sr")
+    with pytest.raises(InvalidArgumentError, match=r"film\.png: not a DICOM file"):
         cephspine.export(png_analysis, tmp_path / "sr.dcm", format="dicom-sr")
     with pytest.raises(InvalidArgumentError, match=r"film\.png: not a DICOM file"):
         cephspine.export(png_analysis, tmp_path / "sr.dcm", format="dicom-sr", source=tmp_path / "film.png")
@@ -311,6 +353,47 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "cephspine", *args], capture_output=True, text=True, cwd=cwd, timeout=300
     )
+
+
+def _same_table(printed: str, exported: Path) -> None:
+    """``predict -f csv``'s output and the ``"csv"`` export hold the same table."""
+    import io
+
+    import pandas as pd
+
+    got, want = pd.read_csv(io.StringIO(printed)), pd.read_csv(exported)
+    assert list(got.columns) == list(want.columns)
+    numbers = ["x_px", "y_px", "x_mm", "y_mm", "confidence", "spacing_row_mm", "spacing_col_mm"]
+    pd.testing.assert_frame_equal(got.drop(columns=numbers), want.drop(columns=numbers))
+    np.testing.assert_allclose(got[numbers].to_numpy(), want[numbers].to_numpy(), rtol=0, atol=1e-3)
+
+
+def test_cli_predict_csv_is_the_csv_export(png_analysis: Analysis, tiny_model_dir: Path, tmp_path: Path) -> None:
+    det = cephspine.Detector.from_pretrained(tiny_model_dir, device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = cephspine.analyze(tmp_path / "film.png", kind="ceph", detector=det, spacing=0.1)
+    exported = cephspine.export(a, tmp_path / "export.csv", format="csv")
+    r = _cli("predict", "film.png", "-m", str(tiny_model_dir), "--spacing", "0.1", "-f", "csv", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    _same_table(r.stdout, exported)
+    assert {"pseudonym", "spacing_row_mm"} <= set(r.stdout.splitlines()[0].split(","))
+
+
+def test_cli_predict_csv_is_the_csv_export_for_the_spine(tmp_path: Path) -> None:
+    from PIL import Image
+
+    path = tmp_path / "ap.png"
+    Image.fromarray(np.random.default_rng(0).uniform(0, 255, (400, 160)).astype(np.uint8)).save(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = cephspine.analyze(path, kind="spine", spacing=0.5)
+    exported = cephspine.export(a, tmp_path / "export.csv", format="csv")
+    r = _cli("predict", "ap.png", "-m", "spine", "--spacing", "0.5", "-f", "csv", cwd=tmp_path)
+    # noise is no spine film: status 1 after the output (a check, not a result), the table all the same
+    assert r.returncode == (1 if a.prediction.wrong_anatomy else 0), r.stderr
+    _same_table(r.stdout, exported)
+    assert r.stdout.splitlines()[1].startswith("ap.png,") and ",T1,TL,T1_TL," in r.stdout.splitlines()[1]
 
 
 def test_cli_analyze_exports(dicom_file: tuple[Path, Any], tmp_path: Path) -> None:

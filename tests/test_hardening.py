@@ -36,7 +36,12 @@ TORCH_OOM = (
 
 
 def run_capped(code: str, cap_gib: float, timeout: float = 240, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    """Run ``code`` in a fresh Python whose address space is capped at ``cap_gib`` GiB."""
+    """Run ``code`` in a fresh Python whose address space is capped at ``cap_gib`` GiB
+    (skipped with a CUDA build of torch, whose import alone reserves more address space)."""
+    import torch
+
+    if torch.version.cuda:
+        pytest.skip("address-space caps are for CPU builds of torch")
     prelude = textwrap.dedent(
         f"""
         import resource
@@ -128,6 +133,20 @@ def test_deflated_dicom_that_inflates_to_gigabytes_is_refused_from_a_bounded_rea
     )
     assert r.returncode == 0, r.stderr
     assert "REFUSED" in r.stdout and "bomb.dcm" in r.stdout and "MiB" in r.stdout
+    # a cohort's identifier scrubber reads the same file: it must not inflate it either
+    r = run_capped(
+        f"""
+        import resource
+        from cephspine.analysis import read_identifiers
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print("IDENTIFIERS", read_identifiers({str(path)!r}))
+        print("GROWTH_MB", (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+        """,
+        cap_gib=8,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "IDENTIFIERS {}" in r.stdout
+    assert int(r.stdout.split("GROWTH_MB")[1]) < 200, r.stdout
 
 
 def test_dicom_header_with_an_absurd_area_is_refused_before_decoding(tmp_path: Path) -> None:
@@ -325,6 +344,12 @@ def test_local_folder_named_like_a_shipped_model_does_not_replace_it(
     shutil.copytree(tiny_model_dir, tmp_path / "mine")
     with pytest.raises(UnknownModelError, match=r"give it as a path \(\./mine\)"):
         cephspine.Detector.from_pretrained("mine", device="cpu")
+    from PIL import Image
+
+    (tmp_path / "in").mkdir()
+    Image.fromarray(np.full((180, 200), 90, np.uint8)).save(tmp_path / "in" / "a.png")
+    df = cephspine.cohort(tmp_path / "in", model=Path("mine"), spacing=0.1, progress=False, device="cpu")
+    assert list(df["model"]) == ["tiny"]  # a Path is a path, never the name of a model
     r = subprocess.run(
         [sys.executable, "-m", "cephspine", "models"],
         capture_output=True,
@@ -349,14 +374,17 @@ class _Planted:
 def test_training_caches_and_checkpoints_never_unpickle_code(tmp_path: Path, monkeypatch) -> None:
     import torch
 
-    from cephspine.training.ceph import load_cached, read_cache
+    from cephspine.pipeline import StageConfig
+    from cephspine.training.ceph import _start, load_cached, read_cache
 
     monkeypatch.chdir(tmp_path)
     torch.save({"key": "k", "evil": _Planted()}, tmp_path / "cache.pt")
     with pytest.raises(Exception, match="(?i)weights_only|unsupported|global"):
-        load_cached(tmp_path / "cache.pt", "k")
-    with pytest.raises(Exception, match="(?i)weights_only|unsupported|global"):
         read_cache(tmp_path / "cache.pt")
+    assert load_cached(tmp_path / "cache.pt", "k") is None  # not read: the cache is built again
+    torch.save({"net": {}, "evil": _Planted()}, tmp_path / "coarse_ckpt.pt")
+    with pytest.raises(RuntimeError, match="coarse_ckpt.pt.*delete it"):
+        _start(tmp_path / "coarse_ckpt.pt", StageConfig(n_landmarks=2).build_refine, 1e-3, 0, "epoch")
     assert not (tmp_path / "PLANTED").exists()
 
 
@@ -542,3 +570,33 @@ def test_no_hang_fails_a_hang_even_inside_except_exception() -> None:
     with no_hang(5):  # a body that ends in time is left alone, and the alarm is disarmed after
         time.sleep(0.01)
     time.sleep(0.1)
+
+
+def test_resuming_a_table_keyed_by_an_older_version_is_refused_not_duplicated(
+    tmp_path: Path, det: Any, monkeypatch
+) -> None:
+    from PIL import Image
+
+    import cephspine.cohorts as cohorts_module
+    import cephspine.cohorts.image as image_module
+    from cephspine.cohorts.columns import one_line
+    from cephspine.errors import CohortSettingsError
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("new\nline.png", "plain.png"):
+        Image.fromarray(np.full((180, 200), 90, np.uint8)).save(folder / name)
+
+    def old_key(path: Any, root: Any = None) -> str:  # how older versions keyed an image
+        p = Path(path)
+        return one_line(p.name if root is None else p.relative_to(Path(root)).as_posix())
+
+    with monkeypatch.context() as m:
+        m.setattr(cohorts_module, "image_key", old_key)
+        m.setattr(image_module, "image_key", old_key)
+        old = cephspine.cohort(folder, detector=det, out=tmp_path / "o.csv", spacing=0.1, progress=False)
+    assert sorted(old["image"]) == ["new line.png", "plain.png"]
+    with pytest.raises(CohortSettingsError, match="keyed by an older version.*'new line.png'"):
+        cephspine.cohort(folder, detector=det, out=tmp_path / "o.csv", spacing=0.1, progress=False)
+    new = cephspine.cohort(folder, detector=det, out=tmp_path / "new.csv", spacing=0.1, progress=False)
+    assert sorted(new["image"]) == ["new\\nline.png", "plain.png"]

@@ -168,12 +168,12 @@ def test_spine_report_has_curves_end_vertebrae_and_severity(tmp_path: Path, spin
     assert a.cobb is not None
     text = pdf_text(write_report(a, tmp_path / "spine.pdf", image=Radiograph(spine_image)))
     for c in a.cobb.curves:
-        label = f"{c.name.upper()} {c.angle_deg:.1f}°"
+        label = f"{c.number}: {c.angle_deg:.1f}° {c.upper_name}–{c.lower_name}"
         assert label in text  # on the image
-        assert f"{c.angle_deg:.1f}° {c.upper_name}–{c.lower_name} {c.severity}" in text  # in the table
+        assert f"{c.angle_deg:.1f}° {c.upper_name}–{c.lower_name} ({c.region}) {c.severity}" in text  # in the table
     assert "unknown — measures in mm unavailable" in text
     assert "spine version 4.5.6" in text and "600 × 1200 px" in text
-    assert "T3_BL: confidence 0.20" in text
+    assert "T3: BL 0.20" in text  # low-confidence corners, by vertebra
     assert RESEARCH_NOTICE in text
 
 
@@ -407,3 +407,31 @@ def test_example_script_writes_a_report(tmp_path: Path) -> None:
     boxes = label_boxes(out)
     assert sorted(t for t, _ in boxes) == sorted(LABEL_NAMES)
     assert_disjoint(boxes)
+
+
+def test_ceph_report_says_where_the_isbi_rules_differ_from_clinical_usage(ceph_report: tuple[Analysis, str]) -> None:
+    from cephspine.geometry.norms import clinical_note
+
+    _, text = ceph_report
+    assert clinical_note("FMA", 30.0) and clinical_note("FMA", 30.0) in text  # next to the ISBI FMA
+    assert clinical_note("FHI", 0.7) in text
+    assert "Tweed's FMA: Frankfort–mandibular plane (not ISBI's)" in text  # the analyses page names the other FMA apart
+    assert "Steiner's clinical norm" in clinical_note("ANB", 2.92) and not clinical_note("ANB", 4.0)
+    assert not clinical_note("ANB", -0.5)  # Class III by either reading
+    assert "ahead of the lower one" in clinical_note("MW", 1.7) and not clinical_note("MW", -1.0)
+    assert not clinical_note("MW", 0.0) and not clinical_note("SNA", 70.0)
+
+
+def test_spine_report_names_curves_by_number_end_vertebrae_and_region(tmp_path: Path, spine_image: np.ndarray) -> None:
+    from cephspine.geometry.cobb import curve_region
+
+    assert [curve_region(*e) for e in ((0, 4), (9, 13), (12, 16), (11, 12))] == [
+        "thoracic", "thoracolumbar", "lumbar", "thoracolumbar",
+    ]  # fmt: skip
+    a = spine_analysis()
+    text = pdf_text(write_report(a, tmp_path / "spine.pdf", image=Radiograph(spine_image)))
+    assert "not anatomical regions" in text and "docs/concepts/cobb.md" in text
+    assert a.cobb is not None
+    for c in a.cobb.curves:
+        assert f"Curve {c.number} {c.upper_name}–{c.lower_name} ({c.region}) (dataset column {c.name.upper()})" in text
+    assert "PT 1" not in text and "TL 1" not in text

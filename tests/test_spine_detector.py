@@ -170,9 +170,9 @@ def test_wrong_anatomy_is_judged_on_confidences_before_level_doubts(tmp_path: Pa
     seen: list[np.ndarray] = []
     real_check = detector_module.check_anatomy
 
-    def recording_check(anatomy, names, xy, conf):  # type: ignore[no-untyped-def]
+    def recording_check(anatomy, names, xy, conf, *args, **kwargs):  # type: ignore[no-untyped-def]
         seen.append(np.array(conf, copy=True))
-        return real_check(anatomy, names, xy, conf)
+        return real_check(anatomy, names, xy, conf, *args, **kwargs)
 
     monkeypatch.setattr(detector_module, "check_anatomy", recording_check)
     monkeypatch.setattr(type(det), "_spine_levels", lambda self, p, e, conf, n, m: np.zeros_like(conf))

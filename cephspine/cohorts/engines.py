@@ -323,7 +323,8 @@ def run_ray(
     root_s = str(root) if root is not None else None
 
     def call(actor: Any, task: Task) -> Any:
-        return actor.run.remote(str(task[0]), spacing, include_identifiers, root_s)
+        sp = spacing.get(task[1]) if isinstance(spacing, dict) else spacing  # per image, by key
+        return actor.run.remote(str(task[0]), sp, include_identifiers, root_s)
 
     def image_error(task: Task, exc: BaseException) -> dict[str, Any]:
         cause = getattr(exc, "cause", None) or exc

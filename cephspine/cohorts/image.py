@@ -35,7 +35,8 @@ class ImageResult:
 
     @property
     def ok(self) -> bool:
-        return bool(self.row.get("status") == "ok")
+        """Not an error row (``status`` ``"ok"`` or ``"wrong_anatomy"``: the image was analysed)."""
+        return bool(self.row.get("status") != "error")
 
 
 class OutOfMemory(RuntimeError):

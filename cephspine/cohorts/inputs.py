@@ -7,7 +7,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cephspine.errors import InputNotFoundError, InvalidArgumentError
+from cephspine.radiograph import Spacing, as_spacing
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".jp2", ".j2k", ".dcm", ".dicom"}
@@ -63,14 +66,22 @@ def collect(images: Any, recursive: bool) -> tuple[list[Path], Path | None]:
     their ``image`` keys are relative to (``None``: keyed by file name).
 
     Raises:
-        InputNotFoundError: a folder or file that does not exist.
+        InputNotFoundError: a folder or file that does not exist, or a folder without
+            image files (the message names the suffixes looked for).
         InvalidArgumentError: two files of a list with the same name.
         TypeError: ``images`` is neither a path nor an iterable of paths.
     """
     if isinstance(images, (str, os.PathLike)):
         p = Path(images)
         if p.is_dir():
-            return list_images(p, recursive), p
+            found = list_images(p, recursive)
+            if not found:
+                where = "" if recursive else " (its sub-folders are searched only when recursive, -r)"
+                raise InputNotFoundError(
+                    f"{p}: no image files in this folder{where}; looked for {', '.join(sorted(IMAGE_SUFFIXES))} "
+                    "and files without a suffix"
+                )
+            return found, p
         if not p.exists():
             raise InputNotFoundError(f"{p}: no such folder or file")
         return [p], None
@@ -95,3 +106,58 @@ def collect(images: Any, recursive: bool) -> tuple[list[Path], Path | None]:
         names[p.name] = p
         paths.append(p)
     return paths, None
+
+
+SPACING_TABLE_COLUMNS: tuple[str, ...] = ("image", "spacing_mm")
+"""The columns of a per-image spacing table (``row_mm`` and ``col_mm`` may replace
+``spacing_mm`` for pixels that are not square)."""
+
+
+def read_spacing_table(path: str | os.PathLike[str]) -> dict[str, Spacing]:
+    """The per-image pixel spacings of a CSV file: ``image, spacing_mm`` (or ``image,
+    row_mm, col_mm``), one row per image, or several rows with the same spacing (an
+    annotation CSV, one row per landmark). Rows without a spacing are skipped.
+
+    Returns:
+        Image name (as in the file) → :class:`~cephspine.radiograph.Spacing`.
+
+    Raises:
+        InputNotFoundError: the file does not exist.
+        InvalidArgumentError: not a readable CSV, no ``image`` or spacing column, or an
+            image with two different spacings.
+        SpacingError: a spacing that is not positive and finite or outside the range of
+            radiographs (the message names the file and the image).
+    """
+    import pandas as pd
+
+    from cephspine._csvcells import unescape_frame
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputNotFoundError(f"{p}: no such file")
+    try:
+        df = pd.read_csv(p, dtype={"image": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InvalidArgumentError(f"{p}: not a readable CSV file ({exc})") from None
+    cols = ["row_mm", "col_mm"] if {"row_mm", "col_mm"} <= set(df.columns) else ["spacing_mm", "spacing_mm"]
+    if "image" not in df.columns or cols[0] not in df.columns:
+        raise InvalidArgumentError(
+            f"{p}: a spacing table needs the columns image and spacing_mm (or row_mm and col_mm); "
+            f"it has {', '.join(map(str, df.columns))}"
+        )
+    df = unescape_frame(df, ("image",))
+    values = np.column_stack([pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=np.float64) for c in cols])
+    out: dict[str, Spacing] = {}
+    for image, pair in zip(df["image"], values):
+        if pd.isna(image) or np.isnan(pair).all():
+            continue
+        sp = as_spacing(tuple(pair), what=f"{p}: image {image}: spacing")
+        assert sp is not None
+        if image in out and out[image] != sp:
+            raise InvalidArgumentError(f"{p}: image {image} has two spacings ({_mm(out[image])} and {_mm(sp)})")
+        out[str(image)] = sp
+    return out
+
+
+def _mm(sp: Spacing) -> str:
+    return f"{sp.row_mm:g} mm" if sp.row_mm == sp.col_mm else f"{sp.row_mm:g} × {sp.col_mm:g} mm"

@@ -49,7 +49,8 @@ def cohort_settings(
     Args:
         kind: ``"ceph"`` or ``"spine"``.
         include_identifiers: whether the ``dicom_*`` columns are written.
-        spacing: the run's ``spacing`` (``None``: each file's own).
+        spacing: the run's ``spacing`` (``None``: each file's own), or the spacing of
+            each image given one, by image key (a per-image table).
         model: the detector that analyses the images, or the name or directory (with the
             load options) of the model that the workers load.
 
@@ -69,7 +70,11 @@ def cohort_settings(
         options = dict(model.load_options)
         directory, card, name, version = model.directory, model.card, model.name, model.version
     spine = card.get("anatomy") == "spine"
-    sp = as_spacing(spacing)
+    if isinstance(spacing, Mapping):  # per image: recorded image by image, so a change is seen
+        shown: Any = {str(k): [float(v[0]), float(v[1])] for k, v in sorted(spacing.items())}
+    else:
+        sp = as_spacing(spacing)
+        shown = [sp.row_mm, sp.col_mm] if sp is not None else None
     return {
         "kind": kind,
         "include_identifiers": bool(include_identifiers),
@@ -78,7 +83,7 @@ def cohort_settings(
         "weights": weights_digest(directory),
         # the decoding options change only spine models' results
         **{k: options.get(k, default) if spine or k == "register" else None for k, default in LOAD_DEFAULTS.items()},
-        "spacing": [sp.row_mm, sp.col_mm] if sp is not None else None,
+        "spacing": shown,
     }
 
 
@@ -108,6 +113,8 @@ def _show(key: str, value: Any) -> str:
     if key == "spacing":
         if value is None:
             return "each file's own"
+        if isinstance(value, Mapping):
+            return f"per image ({len(value)} image(s) given one, the others their file's own)"
         try:
             row, col = (float(v) for v in value)
         except (TypeError, ValueError):
@@ -131,13 +138,22 @@ def settings_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> li
         old, new = saved.get(key), current.get(key)
         if not _same(_comparable(old), _comparable(new)):
             shown_old, shown_new = _show(key, old), _show(key, new)
-            if shown_old == shown_new:
+            if shown_old == shown_new and isinstance(old, Mapping) and isinstance(new, Mapping):
+                diff = sorted(
+                    k for k in old.keys() | new.keys() if not _same(_comparable(old.get(k)), _comparable(new.get(k)))
+                )
+                shown_new = f"other spacings for {', '.join(diff[:5])}" + (
+                    f" and {len(diff) - 5} more" if len(diff) > 5 else ""
+                )
+            elif shown_old == shown_new:
                 shown_old, shown_new = repr(old), repr(new)
             changes.append(f"{LABELS.get(key, key)}: {shown_old} → {shown_new} (this run)")
     return changes
 
 
 def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
     if isinstance(a, float) and isinstance(b, float):
@@ -146,6 +162,8 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _comparable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _comparable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_comparable(v) for v in value]
     if isinstance(value, bool) or value is None or isinstance(value, str):

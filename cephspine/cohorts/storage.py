@@ -41,7 +41,7 @@ from typing import IO, Any
 
 import pandas as pd
 
-from cephspine._atomic import output_error, write_atomic
+from cephspine._atomic import fsync_dir, output_error, write_atomic
 from cephspine._csvcells import escape_cell, unescape_cell, unescape_frame
 from cephspine.cohorts.columns import TableSchema
 from cephspine.cohorts.settings import settings_changes
@@ -524,7 +524,9 @@ class CohortWriter:
 
     def _open_parquet(self) -> None:
         _, pq = pyarrow_modules()
-        self.parts_dir.mkdir(parents=True, exist_ok=True)
+        if not self.parts_dir.is_dir():
+            self.parts_dir.mkdir(parents=True, exist_ok=True)
+            fsync_dir(self.parts_dir.parent)  # the folder survives a power cut, not only a kill
         self._lock_fh = open(self.parts_dir / "lock", "a")  # noqa: SIM115
         _lock(self._lock_fh, self.path)
         for tmp in self.parts_dir.glob("*.tmp"):  # a write that was interrupted
@@ -588,8 +590,11 @@ class CohortWriter:
                 yield i, _json_line(line)
 
     def _open_journal(self) -> None:
+        new = not self.journal_path.exists()
         fh = open(self.journal_path, "a+b", buffering=0)  # noqa: SIM115 - held open for the whole run
         self._fh = fh
+        if new:
+            fsync_dir(self.parts_dir)
         _truncate_partial_line(fh, self.journal_path)
         if os.fstat(fh.fileno()).st_size:
             with open(self.journal_path, "rb") as first:

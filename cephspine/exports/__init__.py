@@ -48,7 +48,9 @@ def export(
         path: the file to write (replaced only on success).
         format: ``"csv"``, ``"coco"`` or ``"dicom-sr"``.
         source: ``"dicom-sr"`` only: the DICOM file the analysis was made from (default:
-            the analysis' image name, when it is a file relative to the working directory).
+            the file :func:`~cephspine.analyze` read in this process; for an analysis read
+            back from JSON, its image name when that is a file relative to the working
+            directory).
             The report references its SOP Instance and copies its patient and study.
 
     Raises:

@@ -74,8 +74,9 @@ def source_dataset(analysis: Analysis, source: str | os.PathLike[str] | None = N
 
     Args:
         analysis: the analysis to report.
-        source: the DICOM file (default: the analysis' image name, when it is a file
-            relative to the working directory).
+        source: the DICOM file (default: the file the analysis was made from in this
+            process, :attr:`~cephspine.Analysis.source_path`; for an analysis read back from
+            JSON, its image name when that is a file relative to the working directory).
 
     Raises:
         InputNotFoundError: ``source`` does not exist.
@@ -86,6 +87,8 @@ def source_dataset(analysis: Analysis, source: str | os.PathLike[str] | None = N
     import pydicom
     from pydicom.errors import InvalidDicomError
 
+    if source is None and analysis.source_path is not None and analysis.source_path.is_file():
+        source = analysis.source_path
     if source is None:
         guess = Path(analysis.image)
         if analysis.image == "<array>" or not guess.is_file():
@@ -96,6 +99,12 @@ def source_dataset(analysis: Analysis, source: str | os.PathLike[str] | None = N
     path = Path(os.fspath(source))
     if not path.exists():
         raise InputNotFoundError(f"{path}: no such file (the source DICOM of the SR export)")
+    from cephspine.io.bounded import is_regular_file
+    from cephspine.io.dicom import check_deflated_size
+
+    if not is_regular_file(path):
+        raise InvalidArgumentError(f"{path}: not a regular file (the source DICOM of the SR export)")
+    check_deflated_size(path)  # pydicom inflates a deflated data set whole: bounded first
     try:
         ds = pydicom.dcmread(str(path), stop_before_pixels=True)
     except (InvalidDicomError, OSError, ValueError, TypeError, EOFError, AttributeError):

@@ -39,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cephspine.anatomy import CEPH_ABBREVIATIONS, CEPH_LANDMARKS
-from cephspine.errors import InputNotFoundError, InvalidArgumentError, LandmarkError, SpacingError
+from cephspine.errors import InputNotFoundError, InvalidArgumentError, LandmarkError
 from cephspine.prediction import Prediction
 from cephspine.radiograph import Spacing, as_spacing
 
@@ -170,7 +170,7 @@ ANALYSIS_MEASURES: Final[tuple[AnalysisMeasure, ...]] = (
     _m("occlusal_plane_fh_deg", "cant of the occlusal plane", "downs", "deg",
        "the angle between the occlusal plane and Frankfort horizontal", needs="the molar and premolar cusps"),
     # Tweed
-    _m("fh_mp_deg", "Frankfort–mandibular plane angle (FMA)", "tweed", "deg",
+    _m("fh_mp_deg", "Tweed's FMA: Frankfort–mandibular plane (not ISBI's)", "tweed", "deg",
        "line(Po, Or, Go, Me): the acute angle between Frankfort horizontal and Go–Me", "Po Or Go Me",
        also_in=("downs",)),
     _m("impa_deg", "lower incisor to mandibular plane (IMPA)", "tweed", "deg",
@@ -384,6 +384,7 @@ _COMPUTE: Final[dict[str, Callable[[_Geometry], float]]] = {
     "ll_to_snpog_mm": lambda g: float((g.p("LL") - g.p("Sn")) @ g.n("Sn", "Pog'")),
 }
 assert set(_COMPUTE) == set(ANALYSIS_KEYS)
+_UNITS: Final[dict[str, str]] = {m.key: m.unit for m in ANALYSIS_MEASURES}
 
 
 # --------------------------------------------------------------------------- norms
@@ -600,7 +601,14 @@ def format_norm(row: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------- the table
 
 
-def _landmarks_mm(xy_px: npt.ArrayLike | Prediction, spacing: Any) -> FloatArray:
+NO_SPACING_NOTE: Final[str] = "a distance in mm: needs the pixel spacing"
+"""The ``note`` of a millimetre measure of :func:`ceph_analyses` without a pixel spacing
+(its ``status`` is ``"no spacing"``)."""
+
+
+def _landmarks_mm(xy_px: npt.ArrayLike | Prediction, spacing: Any) -> tuple[FloatArray, bool]:
+    """The landmarks in mm and ``True``; without a spacing, in pixels (square pixels) and
+    ``False``: the angles and ratios are the same either way, the distances are not mm."""
     from cephspine.geometry.ceph import _prediction_points
 
     if isinstance(xy_px, Prediction):
@@ -616,11 +624,8 @@ def _landmarks_mm(xy_px: npt.ArrayLike | Prediction, spacing: Any) -> FloatArray
             raise LandmarkError(f"cephalometric analyses need {_N} landmarks of shape ({_N}, 2), got {pts.shape}")
     sp: Spacing | None = as_spacing(spacing, plausible=False)
     if sp is None:
-        raise SpacingError(
-            "cephalometric analyses are computed in millimetres and need the pixel spacing: pass spacing= "
-            "(a number or a (row_mm, col_mm) pair; the ISBI 2015 images have 0.1 mm)"
-        )
-    return np.asarray(pts * sp.xy_mm, dtype=np.float64)
+        return np.array(pts, dtype=np.float64), False
+    return np.asarray(pts * sp.xy_mm, dtype=np.float64), True
 
 
 def analysis_name(name: str) -> str:
@@ -662,14 +667,19 @@ def analysis_values(
 ) -> dict[str, float]:
     """The values of :func:`ceph_analyses` alone, without pandas: ``{key: value}`` for
     every key of :data:`ANALYSIS_KEYS`, in that order (degrees, mm or %), NaN where a
-    measure cannot be computed (a missing landmark, coincident points).
+    measure cannot be computed (a missing landmark, coincident points) and, without a
+    pixel spacing, for the millimetre measures (the angles and ratios need none).
 
     Raises:
         SpacingError, LandmarkError: as :func:`ceph_analyses`.
     """
-    g = _Geometry(_landmarks_mm(xy_px, spacing))
+    mm, known = _landmarks_mm(xy_px, spacing)
+    g = _Geometry(mm)
     out: dict[str, float] = {}
     for key in ANALYSIS_KEYS:
+        if not known and _UNITS[key] == "mm":
+            out[key] = math.nan
+            continue
         try:
             out[key] = float(_COMPUTE[key](g))
         except _Undefined:
@@ -698,6 +708,9 @@ def ceph_analyses(
             ``"not computed"``, ``note`` naming the landmark); the others are computed.
         spacing: mm per pixel: a number, a ``(row_mm, col_mm)`` pair or a
             :class:`~cephspine.radiograph.Spacing`; overrides a prediction's own.
+            Without one (given or the prediction's) the angles and ratios are computed
+            (square pixels assumed) and the millimetre measures keep their rows without
+            a value, ``status`` ``"no spacing"``.
         norms: a norms table (CSV path or DataFrame, columns :data:`NORM_COLUMNS`) whose
             rows replace the shipped norms (:func:`shipped_norms`) of the same key.
 
@@ -709,12 +722,12 @@ def ceph_analyses(
         norm has none), ``norm_source``, ``norm_population``, ``flag`` (``"below"``,
         ``"within"``, ``"above"`` the range [norm_low, norm_high], or mean ± 1 SD when
         the norm gives no range; ``<NA>`` without a value or a range), ``status``
-        (``"ok"``, ``"not computed"``, ``"not available"``), ``note`` and
+        (``"ok"``, ``"not computed"``, ``"not available"``, ``"no spacing"``), ``note`` and
         ``landmarks`` (the ISBI landmarks used). Text columns have pandas' ``string``
         dtype (``<NA>`` when empty).
 
     Raises:
-        SpacingError: no spacing (given or the prediction's), or an invalid one.
+        SpacingError: an invalid spacing (not positive and finite).
         LandmarkError: not 19 landmarks (or a prediction without the ISBI landmarks).
         InputNotFoundError, InvalidArgumentError: a bad ``norms`` table (see :func:`read_norms`).
 
@@ -730,7 +743,7 @@ def ceph_analyses(
     """
     import pandas as pd
 
-    mm = _landmarks_mm(xy_px, spacing)
+    mm, known = _landmarks_mm(xy_px, spacing)
     norm_table = _merged_norms(norms)
     g = _Geometry(mm)
     rows: list[dict[str, Any]] = []
@@ -738,6 +751,8 @@ def ceph_analyses(
         value, status, note = math.nan, "ok", None
         if m.needs is not None:
             status, note = "not available", f"not available: needs {m.needs}, which the ISBI 2015 landmarks lack"
+        elif not known and m.unit == "mm":
+            status, note = "no spacing", NO_SPACING_NOTE
         else:
             try:
                 value = float(_COMPUTE[m.key](g))

@@ -36,6 +36,7 @@ __all__ = [
     "angle_matrix",
     "cobb_angles",
     "cobb_angles_batch",
+    "curve_region",
     "vertebra_polygons",
     "vertebra_validity",
 ]
@@ -90,6 +91,31 @@ class CobbCurve:
     def severity(self) -> str:
         """Display band: ``"normal"`` (< 10°), ``"mild"``, ``"moderate"`` or ``"severe"`` (> 40°)."""
         return cobb_severity(self.angle_deg)
+
+    @property
+    def region(self) -> str:
+        """The part of the spine between the end vertebrae (:func:`curve_region`), e.g.
+        ``"thoracic"``; unlike :attr:`name`, an anatomical region."""
+        return curve_region(self.upper_vertebra, self.lower_vertebra)
+
+    @property
+    def number(self) -> int:
+        """1, 2 or 3: the place of the curve in :data:`COBB_CURVES` (1 is the largest
+        angle in the reference algorithm)."""
+        return COBB_CURVES.index(self.name) + 1 if self.name in COBB_CURVES else 0
+
+
+def curve_region(upper_vertebra: int, lower_vertebra: int) -> str:
+    """The part of the spine from one end vertebra to the other (indices 0 = T1 … 16 = L5):
+    ``"thoracic"`` when both are thoracic (T1–T12), ``"lumbar"`` when both are lumbar
+    (L1–L5), ``"thoracolumbar"`` when the curve runs from a thoracic to a lumbar vertebra.
+
+    Example:
+        >>> curve_region(0, 4), curve_region(9, 13), curve_region(12, 16)
+        ('thoracic', 'thoracolumbar', 'lumbar')
+    """
+    lumbar = [VERTEBRAE[k].startswith("L") for k in (upper_vertebra, lower_vertebra)]
+    return "lumbar" if all(lumbar) else "thoracolumbar" if any(lumbar) else "thoracic"
 
 
 @dataclass(frozen=True, eq=False)

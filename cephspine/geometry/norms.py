@@ -28,6 +28,7 @@ __all__ = [
     "MEASURE_UNITS",
     "CobbSeverityBand",
     "MeasureNorm",
+    "clinical_note",
     "cobb_severity",
     "measure_key",
 ]
@@ -176,7 +177,7 @@ CEPH_NORMS: Final[dict[str, MeasureNorm]] = {
         labels={1: "normal", 2: "short face tendency", 3: "long face tendency"},
     ),
     "FMA": _norm(
-        "FMA", "FMA as in the challenge: S–N line to Go–Gn line", 26.8, 31.4, above=2, below=3,
+        "FMA", "FMA (ISBI): S–N to Go–Gn, not Tweed's FMA", 26.8, 31.4, above=2, below=3,
         labels={1: "normal", 2: "high angle tendency", 3: "low angle tendency"},
     ),
     "MW": _norm(
@@ -188,6 +189,51 @@ CEPH_NORMS: Final[dict[str, MeasureNorm]] = {
 """The norms and type rules of the eight measures, keyed by measure (ISBI 2015 challenge)."""
 
 _COLUMN_TO_MEASURE = {f"{m.lower()}_{MEASURE_UNITS[m]}": m for m in CEPH_MEASURES}
+
+
+def clinical_note(measure: str, value: float) -> str:
+    """Where the ISBI 2015 definition or type rule of ``measure`` differs from clinical
+    usage at ``value``, a one-sentence note saying so (``""`` elsewhere), for display next
+    to the value:
+
+    - ANB from 0° to below 3.2°: the ISBI rule calls it Class III, while it is within 2°
+      of Steiner's clinical norm of 2° (Steiner 1953);
+    - MW above 0 and below 2 mm: the ISBI rule labels it "anterior cross bite", while the
+      upper incisor tip is ahead of the lower one;
+    - FMA (always): the ISBI "FMA" is S–N to Go–Gn, not Tweed's Frankfort–mandibular plane
+      angle (``fh_mp_deg`` of the named analyses);
+    - FHI (always): the same ratio in percent is the Jarabak ratio, whose norm (62–65 %)
+      is not the ISBI normal range (0.65–0.75), so the two can disagree.
+
+    Example:
+        >>> clinical_note("ANB", 2.92)[:30]
+        'ISBI rule: every ANB below 3.2'
+        >>> clinical_note("ANB", -1.0)
+        ''
+    """
+    v = float(value)
+    if not math.isfinite(v):
+        return ""
+    if measure == "ANB" and 0.0 <= v < CEPH_NORMS["ANB"].normal_low:
+        return (
+            "ISBI rule: every ANB below 3.2° is 'Class III'; this value is within 2° of Steiner's clinical norm of 2°."
+        )
+    if measure == "MW" and 0.0 < v < CEPH_NORMS["MW"].normal_low:
+        return (
+            "ISBI rule: every MW below 2 mm but 0 is 'anterior cross bite', positive ones too; here the upper "
+            "incisor tip is ahead of the lower one (a cross bite proper has MW below 0)."
+        )
+    if measure == "FMA":
+        return (
+            "The ISBI 'FMA' is S–N to Go–Gn (Steiner's SN–GoGn), not Tweed's FMA (Frankfort horizontal to "
+            "Go–Me), which the named analyses give."
+        )
+    if measure == "FHI":
+        return (
+            "ISBI normal range 0.65–0.75; the same ratio in percent is the Jarabak ratio, whose norm 62–65 % "
+            "(named analyses) can flag it where this range does not."
+        )
+    return ""
 
 
 def measure_key(key: str) -> str:

@@ -10,8 +10,9 @@
   (``[row, col]``) field of an image is kept as its spacing;
 - a CSV file in the tidy layout ``image, landmark, x_px, y_px`` (other columns are
   ignored, so the ``"csv"`` export and a cohort's landmark table read back), with an
-  optional pixel spacing per image: a ``spacing_mm`` column (square pixels) or
-  ``row_mm, col_mm`` columns.
+  optional pixel spacing per image: a ``spacing_mm`` column (square pixels), or
+  ``row_mm, col_mm`` or ``spacing_row_mm, spacing_col_mm`` columns (as the ``"csv"``
+  export writes them).
 
 The result is an :class:`Annotations`: a read-only mapping image name → ``(N, 2)`` float
 array of ``(x, y)`` pixel positions, in the order of :attr:`Annotations.names`.
@@ -39,7 +40,7 @@ import numpy.typing as npt
 
 from cephspine.errors import ImageReadError, InputNotFoundError, InvalidArgumentError, LandmarkError
 from cephspine.io._checks import MAX_SIDE_PX, check_shape
-from cephspine.radiograph import Spacing
+from cephspine.radiograph import Spacing, implausible_spacing
 
 __all__ = ["CSV_COLUMNS", "MAX_ANNOTATION_BYTES", "Annotations", "read_annotations"]
 
@@ -440,12 +441,15 @@ def _read_csv(p: Path, data: bytes) -> Annotations:
 
 
 def _csv_spacing(df: Any, idx: npt.NDArray[np.intp], image: str, p: Path) -> Spacing | None:
-    """The spacing of one image's rows (``spacing_mm``, or ``row_mm`` and ``col_mm``), or
-    ``None`` where the file has no spacing for it."""
+    """The spacing of one image's rows (``spacing_mm``, ``row_mm`` and ``col_mm``, or
+    ``spacing_row_mm`` and ``spacing_col_mm``), or ``None`` where the file has no spacing
+    for it."""
     import pandas as pd
 
     if "row_mm" in df.columns and "col_mm" in df.columns:
         cols = ["row_mm", "col_mm"]
+    elif "spacing_row_mm" in df.columns and "spacing_col_mm" in df.columns:
+        cols = ["spacing_row_mm", "spacing_col_mm"]
     elif "spacing_mm" in df.columns:
         cols = ["spacing_mm", "spacing_mm"]
     else:
@@ -463,12 +467,16 @@ def _csv_spacing(df: Any, idx: npt.NDArray[np.intp], image: str, p: Path) -> Spa
 
 
 def _spacing(values: Any, image: str, p: Path) -> Spacing:
-    """A pixel spacing from a ``[row, col]`` pair of numbers, which must be positive and finite."""
+    """A pixel spacing from a ``[row, col]`` pair of numbers, which must be positive, finite and
+    within the range of radiographs (:func:`cephspine.radiograph.implausible_spacing`)."""
     if not isinstance(values, (list, tuple)) or len(values) != 2 or not all(_is_number(v) for v in values):
         raise InvalidArgumentError(f"{p}: image {image}: pixel spacing {_shown(values)} is not two numbers")
     row, col = (_as_float(v) for v in values)
     if not (math.isfinite(row) and math.isfinite(col) and row > 0 and col > 0):
         raise InvalidArgumentError(f"{p}: image {image}: pixel spacing {_shown(values)} is not positive and finite")
+    reason = implausible_spacing((row, col))
+    if reason:
+        raise InvalidArgumentError(f"{p}: image {image}: pixel spacing {_shown(values)}: {reason}")
     return Spacing(row, col)
 
 

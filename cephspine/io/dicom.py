@@ -99,7 +99,7 @@ def read_dicom(path: str | Path, *, force: bool = False) -> DicomImage:
         with warnings.catch_warnings():
             if force:  # a forced read of a non-DICOM file warns about every odd byte
                 warnings.simplefilter("ignore")
-            _check_deflated_size(path)
+            check_deflated_size(path)
             ds = pydicom.dcmread(path, force=force)
     except CephspineError:
         raise
@@ -125,7 +125,7 @@ _DEFLATED = "1.2.840.10008.1.2.1.99"
 _INFLATE_CHUNK = 1 << 20
 
 
-def _check_deflated_size(path: Path) -> None:
+def check_deflated_size(path: Path) -> None:
     """Refuse a Deflated Explicit VR Little Endian file whose data set inflates beyond
     :data:`~cephspine.io._checks.MAX_DECODED_BYTES` (plus 64 MiB for its other elements).
 
@@ -138,19 +138,20 @@ def _check_deflated_size(path: Path) -> None:
 
     limit = MAX_DECODED_BYTES + 64 * 2**20
     with open(path, "rb") as fp:
-        try:
+        try:  # the same steps as pydicom's reader, so that the inflation starts where pydicom's does
             fr.read_preamble(fp, True)
             meta = fr._read_file_meta_info(fp)
+            if str(meta.get("TransferSyntaxUID", "")) != _DEFLATED:
+                return
+            fr._read_command_set_elements(fp)
         except Exception:
             return  # not a conformant file meta: dcmread says what is wrong
-        if str(meta.get("TransferSyntaxUID", "")) != _DEFLATED:
-            return
         inflater, total = zlib.decompressobj(-zlib.MAX_WBITS), 0
         while chunk := fp.read(_INFLATE_CHUNK):
             try:
-                total += len(inflater.decompress(chunk, limit + 1 - total))
+                total += len(inflater.decompress(chunk, _INFLATE_CHUNK))
                 while inflater.unconsumed_tail and total <= limit:
-                    total += len(inflater.decompress(inflater.unconsumed_tail, limit + 1 - total))
+                    total += len(inflater.decompress(inflater.unconsumed_tail, _INFLATE_CHUNK))
             except zlib.error as exc:
                 raise ImageReadError(path, f"corrupt deflated DICOM data set: {exc}") from exc
             if total > limit:

@@ -173,6 +173,8 @@ def _read_head(path: Path) -> bytes:
         st = path.stat()
     except FileNotFoundError:
         raise ImageReadError(path, "file not found") from None
+    except ValueError as exc:  # e.g. a NUL byte in the name
+        raise ImageReadError(path, f"not a valid file name ({exc})") from None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise ImageReadError(path, "symbolic link loop") from None

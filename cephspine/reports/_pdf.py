@@ -29,6 +29,8 @@ GREEN = colors.HexColor("#2ca02c")
 AMBER = colors.HexColor("#ffb000")
 RED = colors.HexColor("#e0202f")
 FLAG_BG = colors.HexColor("#fde2e2")
+ALARM_BG = colors.HexColor("#c62828")
+"""Background of the banner of a result that is not one (:func:`alarm_banner`)."""
 HEADER_BG = colors.HexColor("#e6e9ef")
 GRID = colors.HexColor("#9aa3b0")
 
@@ -176,6 +178,27 @@ def table(rows: list[list[Any]], widths: Sequence[float] | None, *, header: bool
         style += [("BACKGROUND", (0, 0), (-1, 0), HEADER_BG), ("FONTNAME", (0, 0), (-1, 0), "Helvetica-Bold")]
     t.setStyle(TableStyle(style))
     t.hAlign = "LEFT"
+    return t
+
+
+def alarm_banner(text: str, st: Styles, width: float = FRAME_WIDTH) -> Table:
+    """``text`` in bold white on red, ``width`` wide: the first thing on the page of a
+    result that is not one (the image does not look like the anatomy of its kind)."""
+    style = ParagraphStyle("cs-alarm", parent=st.body, fontName="Helvetica-Bold", textColor=colors.white)
+    t = Table([[Paragraph(esc(text), style)]], colWidths=[width])
+    t.setStyle(
+        TableStyle(
+            [
+                ("BACKGROUND", (0, 0), (-1, -1), ALARM_BG),
+                ("TOPPADDING", (0, 0), (-1, -1), 4),
+                ("BOTTOMPADDING", (0, 0), (-1, -1), 5),
+                ("LEFTPADDING", (0, 0), (-1, -1), 6),
+                ("RIGHTPADDING", (0, 0), (-1, -1), 6),
+            ]
+        )
+    )
+    t.hAlign = "LEFT"
+    t.spaceAfter = 4
     return t
 
 

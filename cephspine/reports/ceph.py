@@ -15,7 +15,7 @@ from reportlab.platypus import Flowable, Paragraph, Spacer, Table, TableStyle
 
 from cephspine.analysis import Analysis
 from cephspine.anatomy import CEPH_ABBREVIATIONS, CEPH_LANDMARKS
-from cephspine.geometry.norms import CEPH_MEASURES, CEPH_NORMS
+from cephspine.geometry.norms import CEPH_MEASURES, CEPH_NORMS, clinical_note
 from cephspine.reports._image import Mapping, dot_radius
 from cephspine.reports._labels import LabelPlacer
 from cephspine.reports._pdf import FLAG_BG, FRAME_WIDTH, Styles, esc, format_value, layout_style, pdf_safe, table
@@ -45,7 +45,7 @@ CEPH_LINES: tuple[Segment, ...] = (
     Segment("PP", "PNS", "ANS", "#b07cff", "palatal plane, PNS–ANS (ODI, APDI)"),
     Segment("A–B", "A", "B", "#4dffb8", "A point–B point (ODI, APDI)"),
     Segment("MP", "Go", "Me", "#7cff4d", "mandibular plane, gonion–menton (ODI)"),
-    Segment("Go–Gn", "Go", "Gn", "#4d94ff", "gonion–gnathion (FMA as in the challenge)"),
+    Segment("Go–Gn", "Go", "Gn", "#4d94ff", "gonion–gnathion (the ISBI FMA, from S–N)"),
     Segment("N–Pog", "N", "Pog", "#ff7070", "facial plane, nasion–pogonion (APDI)"),
     Segment("S–Go", "S", "Go", "#c8c8c8", "posterior face height (FHI)"),
     Segment("N–Me", "N", "Me", "#e8e8a0", "anterior face height (FHI)"),
@@ -126,7 +126,12 @@ def lines_legend(st: Styles) -> list[Flowable]:
 
 
 def measures(a: Analysis, st: Styles) -> list[Flowable]:
-    """The measures table (value, normal range, type, classification, flag) and its note."""
+    """The measures table (value, normal range, type, classification, flag) and its note.
+
+    Where the ISBI rule differs from clinical usage at a value (ANB, MW, FMA, FHI;
+    :func:`~cephspine.geometry.norms.clinical_note`) the description says so in italics.
+    An analysis of the wrong anatomy (:attr:`~cephspine.Analysis.wrong_anatomy`) shows the
+    values without types, classifications or flags."""
     if a.classification is None:
         return [Paragraph("Measures not computed; see the warnings below.", st.body)]
     head = ["Measure", "Description", "Value", "Normal range", "Type", "Classification", "Flag"]
@@ -138,6 +143,8 @@ def measures(a: Analysis, st: Styles) -> list[Flowable]:
         if e is None:
             reason = "needs the pixel spacing" if m == "MW" and a.prediction.spacing is None else "see warnings"
             value, kind, label, flag = "not computed", "—", reason, ""
+        elif a.wrong_anatomy:
+            value, kind, label, flag = format_value(e.value, e.unit), "—", "not a result (wrong anatomy)", ""
         else:
             value, kind, label = format_value(e.value, e.unit), str(e.type), e.label
             flag = ""
@@ -147,10 +154,11 @@ def measures(a: Analysis, st: Styles) -> list[Flowable]:
                 flag = "below normal"
             if flag:
                 flagged.append(len(rows))
+        note = clinical_note(m, e.value) if e is not None and not a.wrong_anatomy else ""
         rows.append(
             [
                 Paragraph(f"<b>{esc(m)}</b>", st.cell),
-                Paragraph(esc(norm.name), st.cell),
+                [Paragraph(esc(norm.name), st.cell), *([Paragraph(f"<i>{esc(note)}</i>", st.small)] if note else [])],
                 Paragraph(esc(value), st.cell),
                 Paragraph(esc(norm.normal_range), st.cell),
                 Paragraph(esc(kind), st.cell),
@@ -163,8 +171,8 @@ def measures(a: Analysis, st: Styles) -> list[Flowable]:
     t = table(rows, widths)
     t.setStyle(TableStyle([("BACKGROUND", (0, r), (-1, r), FLAG_BG) for r in flagged]))
     note = Paragraph(
-        "Definitions and type numbers follow the ISBI 2015 challenge (type 1 = normal range). "
-        "Rows outside the normal range are shaded and flagged.",
+        "Definitions and type numbers follow the ISBI 2015 challenge (type 1 = normal range); in italics, "
+        "where its rule differs from clinical usage. Rows outside the normal range are shaded and flagged.",
         st.small,
     )
     return [t, Spacer(1, 2), note]
@@ -221,6 +229,9 @@ def _analysis_block(
     undefined = [f"{r['measure']} ({r['note']})" for r in mine if r["status"] == "not computed"]
     if undefined:
         out.append(Paragraph(esc("Not computed: " + "; ".join(undefined) + "."), st.small))
+    unscaled = [r["measure"] for r in mine if r["status"] == "no spacing"]
+    if unscaled:
+        out.append(Paragraph(esc("Needs the pixel spacing: " + "; ".join(unscaled) + "."), st.small))
     if lacking:
         out.append(Paragraph(esc("Not available from the ISBI landmarks: " + "; ".join(lacking) + "."), st.small))
     return out
@@ -235,8 +246,10 @@ def analyses(a: Analysis, st: Styles, norms: Any = None) -> list[Flowable]:
     from cephspine.geometry.analyses import ANALYSIS_MEASURES, ceph_analyses
 
     out: list[Flowable] = [Paragraph(f"Cephalometric analyses: {esc(a.image)}", st.heading)]
+    if a.wrong_anatomy:
+        return [*out, Paragraph("Not computed: the image does not look like a lateral cephalogram.", st.body)]
     if a.prediction.spacing is None:
-        return [*out, Paragraph("Not computed: the analyses are in millimetres and need the pixel spacing.", st.body)]
+        out.append(Paragraph("No pixel spacing: the distances (mm) need it; the angles and ratios do not.", st.body))
     table_ = ceph_analyses(a.prediction, norms=norms)
     rows: list[dict[str, Any]] = [
         {str(k): None if pd.isna(v) else v for k, v in r.items()} for r in table_.to_dict("records")

@@ -18,6 +18,7 @@ from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import cm
 from reportlab.platypus import CondPageBreak, Flowable, KeepTogether, Paragraph, Spacer, Table, TableStyle
 
+from cephspine.analysis import WRONG_ANATOMY_STATUS
 from cephspine.errors import InvalidArgumentError
 from cephspine.geometry.norms import CEPH_MEASURES, CEPH_NORMS, COBB_SEVERITY_BANDS, MEASURE_UNITS
 from cephspine.reports._pdf import (
@@ -357,7 +358,7 @@ def _spine_cohort(ok: pd.DataFrame, st: Styles) -> list[Flowable]:
     return story
 
 
-def _summary(table_: pd.DataFrame, ok: pd.DataFrame, n_errors: int, st: Styles) -> Table:
+def _summary(table_: pd.DataFrame, ok: pd.DataFrame, n_errors: int, st: Styles, n_wrong: int = 0) -> Table:
     """Counts and provenance, two key–value pairs per row."""
     import pandas as pd
 
@@ -368,6 +369,8 @@ def _summary(table_: pd.DataFrame, ok: pd.DataFrame, n_errors: int, st: Styles) 
         ("Analysed (ok)", str(len(ok))),
         ("Errors", str(n_errors)),
     ]
+    if n_wrong:
+        pairs.append(("Wrong anatomy (not results)", str(n_wrong)))
     if "n_low_confidence" in ok.columns:
         n_low = int((pd.to_numeric(ok["n_low_confidence"], errors="coerce").fillna(0) > 0).sum())
         pairs.append(("With low-confidence landmarks", str(n_low)))
@@ -401,11 +404,12 @@ def _cohort_story(table_: pd.DataFrame, kind: str, st: Styles) -> list[Flowable]
 
     status = table_["status"].fillna("ok").astype(str) if "status" in table_.columns else None
     is_error = (status == "error") if status is not None else pd.Series(False, index=table_.index)
-    errors, ok = table_[is_error], table_[~is_error]
+    is_wrong = (status == WRONG_ANATOMY_STATUS) if status is not None else pd.Series(False, index=table_.index)
+    errors, wrong, ok = table_[is_error], table_[is_wrong], table_[~is_error & ~is_wrong]
     story: list[Flowable] = [
         Paragraph(f"cephspine cohort report: {esc(KIND_TITLES[kind])}", st.title),
         Paragraph(esc(RESEARCH_NOTICE), st.notice),
-        _summary(table_, ok, len(errors), st),
+        _summary(table_, ok, len(errors), st, len(wrong)),
     ]
     if len(ok) == 0:
         body: list[Flowable] = [Paragraph("No successful analyses in the table.", st.body)]
@@ -423,6 +427,15 @@ def _cohort_story(table_: pd.DataFrame, kind: str, st: Styles) -> list[Flowable]
         messages = errors["error"].fillna("").astype(str) if "error" in errors.columns else images.map(lambda _: "")
         rows = [[Paragraph("<b>Image</b>", st.cell), Paragraph("<b>Message</b>", st.cell)]]
         rows += [[Paragraph(esc(i), st.cell), Paragraph(esc(m), st.cell)] for i, m in zip(images, messages)]
+        errs.append(table(rows, [5.0 * cm, FRAME_WIDTH - 5.0 * cm]))
+    if len(wrong):  # analysed, but not of the anatomy: left out of every statistic above
+        errs.append(Paragraph(f"Wrong anatomy, not results ({len(wrong)})", heading))
+        texts = wrong["warnings"].fillna("").astype(str) if "warnings" in wrong.columns else None
+        rows = [[Paragraph("<b>Image</b>", st.cell), Paragraph("<b>Message</b>", st.cell)]]
+        for i, (_, r) in enumerate(wrong.iterrows()):
+            parts = str(texts.iloc[i]).split(" | ") if texts is not None else []
+            said = next((w for w in parts if "does not look like" in w), "the image does not look like the anatomy")
+            rows.append([Paragraph(esc(str(r["image"])), st.cell), Paragraph(esc(said), st.cell)])
         errs.append(table(rows, [5.0 * cm, FRAME_WIDTH - 5.0 * cm]))
     last = max((i for i, f in enumerate(body) if keeps_with_next(f)), default=0)
     head, tail = [*story, *body[:last]], body[last:]  # tail: the last section, from its heading

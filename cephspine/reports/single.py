@@ -29,6 +29,7 @@ from reportlab.platypus import Flowable, PageBreak, Paragraph, Spacer, Table
 from cephspine.analysis import LOW_CONFIDENCE, Analysis, analyze
 from cephspine.errors import ImageReadError
 from cephspine.io.loader import ImageSource, SpacingLike, load_image
+from cephspine.plausibility import not_a_result
 from cephspine.radiograph import Radiograph
 from cephspine.reports import ceph, spine
 from cephspine.reports._image import LEGEND_HEIGHT, AnnotatedImage, display_png
@@ -38,6 +39,7 @@ from cephspine.reports._pdf import (
     KIND_TITLES,
     RESEARCH_NOTICE,
     Styles,
+    alarm_banner,
     build_pdf,
     bullets,
     check_kind,
@@ -103,8 +105,17 @@ def _metadata(a: Analysis) -> list[tuple[str, str]]:
 
 
 def _low_confidence_items(a: Analysis) -> list[str]:
+    """One item per low-confidence landmark (ceph), per vertebra with such corners (spine:
+    ``"T3: TL 0.15, BR 0.12"``)."""
     p = a.prediction
     out = []
+    if a.kind == "spine":
+        corners: dict[str, list[str]] = {}
+        for name, conf in zip(p.names, p.confidence):
+            if conf < LOW_CONFIDENCE:
+                vertebra, _, corner = name.partition("_")
+                corners.setdefault(vertebra, []).append(f"{corner} {float(conf):.2f}")
+        return [f"{v}: {', '.join(c)}" for v, c in corners.items()]
     for name, conf in zip(p.names, p.confidence):
         if conf < LOW_CONFIDENCE:
             abbr = ceph.abbreviation(name)
@@ -150,6 +161,8 @@ def _layout(a: Analysis, png: bytes, st: Styles, norms: Any = None) -> list[Flow
         Paragraph(esc(a.image), st.subtitle),
         Paragraph(esc(RESEARCH_NOTICE), st.notice),
     ]
+    if a.wrong_anatomy:  # before anything that could be read as a result
+        head.insert(2, alarm_banner(not_a_result(a.kind, a.image), st))
     h_px, w_px = a.prediction.image_shape
     aspect = h_px / w_px
     room = FRAME_HEIGHT - height_of(head, FRAME_WIDTH) - LEGEND_HEIGHT - _SLACK
@@ -161,7 +174,28 @@ def _layout(a: Analysis, png: bytes, st: Styles, norms: Any = None) -> list[Flow
         room -= height_of(below, FRAME_WIDTH)
     h = min(room, max_w * aspect)
     h = max(h, min(_MIN_IMAGE_HEIGHT, max_w * aspect))
-    w = h / aspect
+    row, rest = _image_row(a, png, st, h)
+    if a.kind == "spine" and rest:
+        # what the column cannot hold goes below the image: shrink the image (widening the
+        # column) until that fits on the page, rather than leave a second page almost empty
+        low = max(min(_MIN_IMAGE_HEIGHT, h), 0.5 * h)
+        for step in range(1, 21):
+            h_try = h - (h - low) * step / 20
+            row_try, rest_try = _image_row(a, png, st, h_try)
+            if height_of([row_try, *rest_try], FRAME_WIDTH) <= room + LEGEND_HEIGHT:
+                row, rest = row_try, rest_try
+                break
+    story = [*head, row, *rest, *below]
+    if a.kind == "ceph":
+        story += [PageBreak(), *ceph.analyses(a, st, norms)]
+    return story
+
+
+def _image_row(a: Analysis, png: bytes, st: Styles, h: float) -> tuple[Table, list[Flowable]]:
+    """The annotated image ``h`` high with the column beside it, and what of the column
+    does not fit beside the image (to follow below it)."""
+    h_px, w_px = a.prediction.image_shape
+    w = h / (h_px / w_px)
     side_w = FRAME_WIDTH - w - _GAP
     column: list[Flowable] = [key_values(_metadata(a), st, side_w, key_width=2.25 * cm), Spacer(1, 6)]
     if a.kind == "ceph":
@@ -176,10 +210,7 @@ def _layout(a: Analysis, png: bytes, st: Styles, norms: Any = None) -> list[Flow
     fit, rest = _split_column(column, side_w, h + LEGEND_HEIGHT)
     row = Table([[image, fit]], colWidths=[w + _GAP, side_w], hAlign="LEFT")
     row.setStyle(layout_style())
-    story = [*head, row, *rest, *below]
-    if a.kind == "ceph":
-        story += [PageBreak(), *ceph.analyses(a, st, norms)]
-    return story
+    return row, rest
 
 
 def write_report(analysis: Analysis, path: str | os.PathLike[str], *, image: ImageSource, norms: Any = None) -> Path:

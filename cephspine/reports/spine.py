@@ -16,6 +16,7 @@ from reportlab.platypus import Flowable, Paragraph, Spacer, Table, TableStyle
 
 from cephspine.analysis import Analysis
 from cephspine.anatomy import VERTEBRAE
+from cephspine.geometry.cobb import COBB_CURVES
 from cephspine.geometry.norms import COBB_SEVERITY_BANDS
 from cephspine.reports._image import Mapping
 from cephspine.reports._labels import LabelPlacer
@@ -80,7 +81,7 @@ def curve_lines(a: Analysis) -> list[CurveLines]:
                 seg = np.stack([(q[0] + q[2]) / 2, (q[1] + q[3]) / 2])
             mid, d = seg.mean(axis=0), seg[1] - seg[0]
             lines.append(np.stack([mid - 0.85 * d, mid + 0.85 * d]))
-        text = f"{c.name.upper()} {c.angle_deg:.1f}° ({c.upper_name}–{c.lower_name})"
+        text = f"{c.number}: {c.angle_deg:.1f}° {c.upper_name}–{c.lower_name}"
         out.append(CurveLines(c.name, text, (c.upper_vertebra, c.lower_vertebra), (lines[0], lines[1])))
     return out
 
@@ -176,9 +177,18 @@ class SpineOverlay:
             v = a.prediction.by_vertebra()
         except ValueError:
             return
+        line_h = 1.3 * VERTEBRA_LABEL_SIZE
+        last_left: float | None = None  # PDF y of the last name placed on the left
         for k, q in enumerate(v):
             if np.all(np.isfinite(q)):
                 x, y = to_pdf(*((q[0] + q[2]) / 2))
+                prefer = math.pi
+                if last_left is not None and abs(y - last_left) < line_h:
+                    # vertebrae this close (one overlapping the next): name it on its right side
+                    x, y = to_pdf(*((q[1] + q[3]) / 2))
+                    prefer = 0.0
+                else:
+                    last_left = y
                 placer.place_at_point(
                     VERTEBRAE[k],
                     x,
@@ -186,7 +196,7 @@ class SpineOverlay:
                     size=VERTEBRA_LABEL_SIZE,
                     colour=colors.white,
                     clearance=2.0,
-                    prefer=math.pi,
+                    prefer=prefer,
                     is_dot=False,
                 )
 
@@ -214,8 +224,9 @@ def lines_legend(a: Analysis, st: Styles, width: float) -> list[Flowable]:
             )
         )
         c = curves.get(name)
-        ends = f": {c.upper_name}–{c.lower_name}" if c is not None else ""
-        rows.append([d, Paragraph(f"<b>{name.upper()}</b>{esc(ends)}", st.small)])
+        number = COBB_CURVES.index(name) + 1
+        ends = f" {c.upper_name}–{c.lower_name} ({c.region})" if c is not None else ""
+        rows.append([d, Paragraph(f"<b>Curve {number}</b>{esc(ends)} (dataset column {name.upper()})", st.small)])
     t = Table(rows, colWidths=[30, width - 30], hAlign="LEFT")
     t.setStyle(layout_style("MIDDLE", right=None, top=0.5, bottom=0.5))
     text = (
@@ -229,29 +240,36 @@ def measures(a: Analysis, st: Styles, width: float) -> list[Flowable]:
     """The Cobb angle table (angle, end vertebrae, severity) ``width`` wide, and its notes."""
     if a.cobb is None:
         return [Paragraph("Cobb angles not computed; see the warnings below.", st.body)]
-    head = ["Curve", "Angle", "End vertebrae", "Severity"]
+    head = ["Curve", "Angle", "End vertebrae (region)", "Severity"]
     rows: list[list[Any]] = [[Paragraph(f"<b>{h}</b>", st.cell) for h in head]]
     flagged = []
     for c in a.cobb.curves:
-        if c.severity != "normal":
+        if c.severity != "normal" and not a.wrong_anatomy:
             flagged.append(len(rows))
         rows.append(
             [
-                Paragraph(f"<b>{c.name.upper()}</b>", st.cell),
+                Paragraph(f"<b>{c.number}</b> ({esc(c.name.upper())})", st.cell),
                 Paragraph(esc(f"{c.angle_deg:.1f}°"), st.cell),
-                Paragraph(esc(f"{c.upper_name}–{c.lower_name}"), st.cell),
-                Paragraph(esc(c.severity), st.cell),
+                Paragraph(esc(f"{c.upper_name}–{c.lower_name} ({c.region})"), st.cell),
+                Paragraph(esc("not a result" if a.wrong_anatomy else c.severity), st.cell),
             ]
         )
     t = table(rows, [width * f for f in (0.18, 0.22, 0.32, 0.28)])
     t.setStyle(TableStyle([("BACKGROUND", (0, r), (-1, r), FLAG_BG) for r in flagged]))
     bands = ", ".join(f"{b.label} {b.text}" for b in COBB_SEVERITY_BANDS)
     method = (
-        "the AASCE dataset's reference algorithm (angles between vertebra axes; PT is the largest)"
+        "the AASCE dataset's reference algorithm (angles between vertebra axes)"
         if a.cobb.method == "reference"
         else "endplate lines"
     )
-    notes = [f"Measured with {method}.", f"Severity bands (display only): {bands}."]
+    notes = [
+        f"Measured with {method}.",
+        "PT, MT and TL are the dataset's names of its three angle columns, not anatomical regions: curve 1 (PT) "
+        "is the largest angle between two vertebrae and curves 2 and 3 are found relative to it; the region is "
+        "the part of the spine between the end vertebrae. See Cobb angles in the cephspine documentation "
+        "(docs/concepts/cobb.md).",
+        f"Severity bands (display only): {bands}.",
+    ]
     if a.cobb.s_curve is not None:
         notes.append(f"S curve: {'yes' if a.cobb.s_curve else 'no'}.")
     if a.cobb.invalid_vertebrae:

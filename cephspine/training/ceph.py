@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import pickle
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -97,7 +98,11 @@ def load_cached(cache_file: Path | None, key: str) -> CephCache | None:
     """The cache stored in ``cache_file`` if it was built for ``key``, else ``None``."""
     if cache_file is None or not cache_file.exists():
         return None
-    cache = read_cache(cache_file)
+    try:
+        cache = read_cache(cache_file)
+    except (pickle.UnpicklingError, RuntimeError, KeyError, TypeError) as exc:  # e.g. written by an older version
+        log.info("%s: not a readable cache (%s); building it again", cache_file, type(exc).__name__)
+        return None
     return cache if cache.key == key else None
 
 
@@ -185,7 +190,13 @@ def _start(
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     start, rng = 0, np.random.default_rng(seed)
     if ckpt.exists():
-        st = torch.load(ckpt, weights_only=True)  # tensors, numbers and text only: never code
+        try:
+            st = torch.load(ckpt, weights_only=True)  # tensors, numbers and text only: never code
+        except pickle.UnpicklingError as exc:
+            raise RuntimeError(
+                f"{ckpt}: a checkpoint that holds more than tensors, numbers and text (written by an older "
+                "version, or not by cephspine) is not read; delete it to start this stage over"
+            ) from exc
         net.load_state_dict(st["net"])
         opt.load_state_dict(st["opt"])
         start = st[key]
@@ -561,6 +572,7 @@ def train_ceph(
                 "threads": torch.get_num_threads(),
                 **times,
             },
+            "trained_ids": ",".join(train_ids),  # evaluate ceph warns on these (evaluation.trained_on)
         },
     )
     return out / "model"

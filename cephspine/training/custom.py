@@ -253,9 +253,24 @@ def mapped_init(init_dir: Path, cfg: StageConfig, names: Sequence[str], run: Pat
     return files
 
 
+_SHOWN = {
+    "annotations": "annotation file",
+    "names": "landmark names",
+    "train": "training images",
+    "held_out": "held-out images",
+    "config": "network settings",
+    "init": "--init weights",
+    "landmarks_sha256": "landmark positions",
+    "spacing_mm": "pixel spacings",
+}
+"""How the error of :meth:`_Setup.check` names each field that differs."""
+
+
 @dataclass(frozen=True)
 class _Setup:
-    """What a run folder was made for; a run resumes only for the same setup."""
+    """What a run folder was made for; a run resumes only for the same setup (the same
+    annotation file and positions, pixel spacings, split, network settings, starting
+    weights, epochs and steps: the learning-rate schedules depend on the last two)."""
 
     annotations: str
     names: list[str]
@@ -263,6 +278,34 @@ class _Setup:
     held_out: list[str]
     config: dict[str, Any]
     init: str | None
+    landmarks_sha256: str
+    spacing_mm: dict[str, list[float]]
+    epochs: int
+    steps: int
+
+    @classmethod
+    def of(
+        cls, ls: LandmarkSet, train: list[str], held_out: list[str], cfg: StageConfig, init: Path | None,
+        epochs: int, steps: int,
+    ) -> _Setup:  # fmt: skip
+        """The setup of a run on ``ls``."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for image in ls.images:
+            h.update(image.encode() + b"\0" + np.ascontiguousarray(ls.annotations[image], dtype=np.float64).tobytes())
+        return cls(
+            str(Path(ls.source).resolve()),
+            list(ls.names),
+            train,
+            held_out,
+            cfg.to_dict(),
+            str(init.resolve()) if init else None,
+            h.hexdigest(),
+            {image: [sp.row_mm, sp.col_mm] for image, sp in sorted(ls.spacing.items())},
+            epochs,
+            steps,
+        )
 
     def check(self, run: Path) -> None:
         f = run / "setup.json"
@@ -270,7 +313,13 @@ class _Setup:
         if f.is_file():
             theirs = json.loads(f.read_text(encoding="utf-8"))
             if theirs != mine:
-                diff = sorted(k for k in mine if theirs.get(k) != mine[k])
+                diff = [
+                    f"{k} ({theirs[k]} there, {mine[k]} now)"
+                    if k in ("epochs", "steps") and k in theirs
+                    else _SHOWN.get(k, k)
+                    for k in mine
+                    if theirs.get(k) != mine[k]
+                ]
                 raise InvalidArgumentError(
                     f"{run}: holds a training run made with other {', '.join(diff)}; choose another --out "
                     "or remove that folder"
@@ -332,14 +381,7 @@ def train_landmarks(
     cfg = dataclasses.replace(cfg, n_landmarks=len(ls.names))
     out = Path(os.fspath(out))
     run = out / "training"
-    _Setup(
-        str(Path(ls.source).resolve()),
-        list(ls.names),
-        train_ids,
-        val_ids,
-        cfg.to_dict(),
-        str(init_dir.resolve()) if init_dir else None,
-    ).check(run)
+    _Setup.of(ls, train_ids, val_ids, cfg, init_dir, epochs, steps).check(run)
     (run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
     init_files = mapped_init(init_dir, cfg, ls.names, run) if init_dir is not None else {}
     train = build_landmark_cache(ls, train_ids, cfg)

@@ -230,12 +230,20 @@ def test_a_prediction_gives_the_same_table_and_its_spacing() -> None:
 # --------------------------------------------------------------------------- bad input
 
 
-def test_missing_spacing_is_a_spacing_error() -> None:
-    with pytest.raises(SpacingError, match="pixel spacing"):
-        ceph_analyses(_truth_px())
+def test_without_spacing_the_angles_and_ratios_are_computed() -> None:
+    with_spacing = ceph_analyses(_truth_px(), 0.1).set_index("key")
     pred = Prediction(CEPH_LANDMARKS, _truth_px(), np.ones(19), (2400, 1935), None, "ceph", "1")
-    with pytest.raises(SpacingError, match="spacing="):
-        ceph_analyses(pred)
+    for without in (ceph_analyses(_truth_px()).set_index("key"), ceph_analyses(pred).set_index("key")):
+        scaled = without["unit"] != "mm"
+        np.testing.assert_allclose(without.loc[scaled, "value"], with_spacing.loc[scaled, "value"], atol=1e-9)
+        mm = without[(without["unit"] == "mm") & (with_spacing["status"] == "ok")]
+        assert len(mm) == 6 and mm["value"].isna().all() and (mm["status"] == "no spacing").all()
+        assert mm["note"].str.startswith("a distance in mm: needs the pixel spacing").all()
+        assert mm["flag"].isna().all()
+    values = analysis_values(_truth_px())
+    assert math.isnan(values["overjet_mm"]) and values["saddle_angle_deg"] == pytest.approx(
+        with_spacing.loc["saddle_angle_deg", "value"]
+    )
     with pytest.raises(SpacingError):
         ceph_analyses(_truth_px(), -0.1)
 

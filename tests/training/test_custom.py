@@ -30,7 +30,9 @@ def isbi_images() -> Path:
         root / w / f"{i}.txt" for w in ("senior", "junior") for i in IDS
     ]
     if not all(p.is_file() for p in needed):
-        pytest.skip("ISBI 2015 files missing")
+        from tests.conftest import NO_DATA_REASON
+
+        pytest.skip(NO_DATA_REASON)
     return (root / "images").resolve()
 
 
@@ -192,3 +194,38 @@ def test_cli_train_then_evaluate(isbi_images: Path, tmp_path: Path, tiny_config,
     assert [row["landmark"] for row in rows] == ["all", *FIVE] and rows[0]["n_points"] == 15
     r = _cli("evaluate", "landmarks", "-m", str(out), "--annotations", str(csv), "--images", str(isbi_images))
     assert r.returncode == 1 and "no pixel spacing for 3 image(s)" in r.stderr and "--spacing" in r.stderr
+
+
+def test_cli_retraining_into_the_same_out_with_other_settings_is_refused(
+    isbi_images: Path, tmp_path: Path, tiny_config, make_model_dir
+) -> None:
+    init = make_model_dir(tmp_path / "tiny", tiny_config)
+    csv = write_csv(tmp_path / "five.csv", isbi_images, ids=IDS[:3])
+    out = tmp_path / "model"
+
+    def train(*extra: str, annotations: Path = csv) -> subprocess.CompletedProcess[str]:
+        return _cli(
+            "train", "landmarks", "--images", str(isbi_images), "--annotations", str(annotations), "--out", str(out),
+            "--init", str(init), "--threads", "1", *extra,
+        )  # fmt: skip
+
+    r = train("--epochs", "1", "--steps", "1")
+    assert r.returncode == 0, r.stderr
+    weights = (out / "model.safetensors").read_bytes()
+    r = train("--epochs", "2", "--steps", "1")
+    assert r.returncode == 1 and "made with other epochs (1 there, 2 now)" in r.stderr
+    r = train("--epochs", "1", "--steps", "3")
+    assert r.returncode == 1 and "made with other steps (1 there, 3 now)" in r.stderr
+    original = csv.read_text()
+    lines = original.splitlines(keepends=True)
+    image, name, x, rest = lines[1].split(",", 3)
+    csv.write_text(lines[0] + f"{image},{name},{float(x) + 1:.1f},{rest}" + "".join(lines[2:]))  # one pixel
+    r = train("--epochs", "1", "--steps", "1")
+    assert r.returncode == 1 and "made with other landmark positions;" in r.stderr
+    bare = write_csv(tmp_path / "bare.csv", isbi_images, ids=IDS[:3], spacing=False)
+    r = train("--epochs", "1", "--steps", "1", "--spacing", "0.2", annotations=bare)
+    assert r.returncode == 1 and "made with other annotation file, pixel spacings;" in r.stderr
+    assert (out / "model.safetensors").read_bytes() == weights  # nothing changed by a refused run
+    csv.write_text(original)
+    r = train("--epochs", "1", "--steps", "1")  # the same settings: resumes
+    assert r.returncode == 0, r.stderr
