@@ -152,6 +152,7 @@ class Analysis:
             return NotImplemented
         return (
             self.kind == other.kind
+            and self.wrong_anatomy == other.wrong_anatomy
             and self.image == other.image
             and self.pseudonym == other.pseudonym
             and self.prediction == other.prediction

@@ -799,7 +799,11 @@ def cohort(
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            detector = None if end_prior and refine_flip else _detector(kind, model, device, end_prior, refine_flip)
+            try:
+                detector = None if end_prior and refine_flip else _detector(kind, model, device, end_prior, refine_flip)
+            except KeyboardInterrupt:  # before the cohort started: no output was opened
+                typer.echo("interrupted before any image was analysed; nothing was written", err=True)
+                raise typer.Exit(130) from None
             df = run(
                 images, kind.value, out=out, landmarks_out=landmarks_out, recursive=recursive,
                 spacing=spacing_csv if spacing_csv is not None else spacing,
@@ -816,6 +820,13 @@ def cohort(
             typer.echo(
                 f"interrupted: {exc.done} of {exc.images} images done, in {exc.out}; "
                 "run the same command again to resume",
+                err=True,
+            )
+        elif exc.landmarks_out is not None:
+            typer.echo(
+                f"interrupted after {exc.analysed} of {exc.images} images; the landmarks of {exc.landmarks_done} "
+                f"image(s) are in {exc.landmarks_out}, no table was written (with --out the rows are kept as they "
+                "finish and a re-run resumes)",
                 err=True,
             )
         else:
@@ -1000,6 +1011,7 @@ def evaluate_spine_cmd(
     except (CephspineError, OSError) as exc:
         _fail(exc)
         return
+    _print_warnings(ev.warnings)  # e.g. images the model was trained on
     summary = ev.summary()
     if fmt is OutputFormat.json:
         typer.echo(json.dumps(summary, indent=1))
@@ -1095,6 +1107,7 @@ def evaluate_landmarks_cmd(
     except (CephspineError, OSError) as exc:
         _fail(exc)
         return
+    _print_warnings(ev.warnings)  # e.g. images the model was trained on
     if fmt is OutputFormat.csv:
         escape_frame(table).to_csv(sys.stdout, index=False)
     elif fmt is OutputFormat.json:

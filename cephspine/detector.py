@@ -117,15 +117,21 @@ def _check_header(path: Path, shapes: dict[str, tuple[int, ...]]) -> None:
         raise ModelLoadError(
             f"{path}: tensor(s) without a stage prefix (coarse. or refine.): {stray[:3]}{'…' if len(stray) > 3 else ''}"
         )
-    missing = sorted(set(shapes) - set(found))
-    unexpected = sorted(set(found) - set(shapes))
+    _compare_shapes(path, shapes, found)
+
+
+def _compare_shapes(path: Path, expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]]) -> None:
+    """Raise :class:`ModelLoadError` unless ``found`` has exactly the tensor names of
+    ``expected``, each of the expected shape."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
     if missing or unexpected:
         raise ModelLoadError(
             f"{path}: weights do not match the architecture in the card "
             f"(missing {missing[:3]}{'…' if len(missing) > 3 else ''}, "
             f"unexpected {unexpected[:3]}{'…' if len(unexpected) > 3 else ''})"
         )
-    for k, shape in shapes.items():
+    for k, shape in expected.items():
         if found[k] != shape:
             raise ModelLoadError(f"{path}: tensor {k} has shape {found[k]}, expected {shape}")
 
@@ -133,19 +139,12 @@ def _check_header(path: Path, shapes: dict[str, tuple[int, ...]]) -> None:
 def _load_state(path: Path, prefix: str, net: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
     expected = net.state_dict()
     sub = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-    missing = sorted(set(expected) - set(sub))
-    unexpected = sorted(set(sub) - set(expected))
-    if missing or unexpected:
-        raise ModelLoadError(
-            f"{path}: weights do not match the architecture in the card "
-            f"(missing {missing[:3]}{'…' if len(missing) > 3 else ''}, "
-            f"unexpected {unexpected[:3]}{'…' if len(unexpected) > 3 else ''})"
-        )
+    _compare_shapes(
+        path,
+        {prefix + k: tuple(v.shape) for k, v in expected.items()},
+        {prefix + k: tuple(v.shape) for k, v in sub.items()},
+    )
     for k, v in sub.items():
-        if tuple(v.shape) != tuple(expected[k].shape):
-            raise ModelLoadError(
-                f"{path}: tensor {prefix}{k} has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}"
-            )
         if v.is_floating_point() and not bool(torch.isfinite(v).all()):
             raise ModelLoadError(f"{path}: tensor {prefix}{k} holds NaN or infinite values")
     net.load_state_dict({k: v.to(expected[k].dtype) for k, v in sub.items()})

@@ -90,13 +90,28 @@ class CohortInterrupted(KeyboardInterrupt):
             running the same call again keeps them and analyses the rest.
         analysed: images analysed by this run before the interruption.
         images: the run's images.
-        out: the table written as images finish, or ``None`` (nothing was kept).
+        out: the table written as images finish, or ``None`` (no row was kept).
+        landmarks_out: the landmark table written as images finish, or ``None``.
+        landmarks_done: the run's images with their landmarks in ``landmarks_out`` (those
+            of earlier runs included).
     """
 
-    def __init__(self, done: int, analysed: int, images: int, out: str | None) -> None:
+    def __init__(
+        self, done: int, analysed: int, images: int, out: str | None, *, landmarks_out: str | None = None,
+        landmarks_done: int = 0,
+    ) -> None:  # fmt: skip
         self.done, self.analysed, self.images, self.out = done, analysed, images, out
-        where = f"in {out}; running the same call again resumes" if out else "nothing was written (no out)"
-        super().__init__(f"cohort interrupted: {done if out else analysed} of {images} image(s) done, {where}")
+        self.landmarks_out, self.landmarks_done = landmarks_out, landmarks_done
+        if out:
+            message = f"{done} of {images} image(s) done, in {out}; running the same call again resumes"
+        elif landmarks_out:
+            message = (
+                f"{analysed} of {images} image(s) analysed; the landmarks of {landmarks_done} image(s) are in "
+                f"{landmarks_out} (running the same call again adds the others), no row was kept (no out)"
+            )
+        else:
+            message = f"{analysed} of {images} image(s) done, nothing was written (no out)"
+        super().__init__(f"cohort interrupted: {message}")
 
 
 class CephspineWarning(UserWarning):

@@ -129,15 +129,35 @@ def evaluate_items(
 def trained_on(card: dict[str, Any], ids: Sequence[str]) -> list[str]:
     """The ``ids`` that trained the model of ``card``: those its ``trained_ids`` entry names
     (ISBI 2015 ids as :func:`~cephspine.io.datasets.parse_ids` reads them, e.g.
-    ``"001-150"``; the shipped ``ceph`` model and ``cephspine train ceph`` models have one).
-    Empty for a card without the entry."""
+    ``"001-150"``; the shipped ``ceph`` model and ``cephspine train ceph`` models have one)
+    or its ``trained_images`` list (image names: the shipped ``spine`` model and models of
+    ``cephspine train landmarks``). Empty for a card without either."""
     from cephspine.io.datasets import parse_ids
 
+    trained: set[str] = set()
     spec = card.get("trained_ids")
-    if not isinstance(spec, str):
-        return []
-    trained = set(parse_ids(spec))
+    if isinstance(spec, str):
+        trained |= set(parse_ids(spec))
+    names = card.get("trained_images")
+    if isinstance(names, list):
+        trained |= {str(n) for n in names}
     return [i for i in ids if i in trained]
+
+
+def with_training_warning(detector: Any, ev: Any) -> Any:
+    """``ev`` (an evaluation with ``ids`` and ``warnings``), with a
+    :class:`~cephspine.errors.TrainingImagesWarning` issued and added to its warnings when
+    some of its images trained ``detector``'s model (:func:`trained_on`)."""
+    card = getattr(detector, "card", None)
+    overlap = trained_on(card, ev.ids) if isinstance(card, dict) else []
+    if not overlap:
+        return ev
+    from cephspine._warn import warn_caller
+    from cephspine.errors import TrainingImagesWarning
+
+    message = _trained_on_message(card, ev.ids, overlap)  # type: ignore[arg-type]
+    warn_caller(message, TrainingImagesWarning)
+    return dataclasses.replace(ev, warnings=(*ev.warnings, message))
 
 
 def _compact(ids: Sequence[str]) -> str:
@@ -198,16 +218,7 @@ def evaluate_ceph(
         progress=progress,
         total=len(records),
     )
-    card = getattr(detector, "card", None)
-    overlap = trained_on(card, ev.ids) if isinstance(card, dict) else []
-    if not overlap:
-        return ev
-    from cephspine._warn import warn_caller
-    from cephspine.errors import TrainingImagesWarning
-
-    message = _trained_on_message(card, ev.ids, overlap)  # type: ignore[arg-type]
-    warn_caller(message, TrainingImagesWarning)
-    return dataclasses.replace(ev, warnings=(*ev.warnings, message))
+    return with_training_warning(detector, ev)
 
 
 @dataclass(frozen=True)
@@ -222,6 +233,8 @@ class SpineEvaluation:
         pred_angles_deg, true_angles_deg: ``(M, 3)`` reference-algorithm Cobb angles of the
             predicted corners, and the dataset's reference angles.
         seconds: ``(M,)`` prediction time per image.
+        warnings: what the evaluation itself warns of (e.g. images the model was trained
+            on, :func:`trained_on`); empty when nothing does.
     """
 
     ids: list[str]
@@ -232,6 +245,7 @@ class SpineEvaluation:
     pred_angles_deg: npt.NDArray[np.float64]
     true_angles_deg: npt.NDArray[np.float64]
     seconds: npt.NDArray[np.float64]
+    warnings: tuple[str, ...] = ()
 
     def summary(self, radii: Sequence[float] = (2.0, 3.0, 4.0, 6.0)) -> dict[str, float]:
         """MRE (px and mm), SDR at ``radii`` mm (L4–L5 scale), and the Cobb SMAPE (%)."""
@@ -277,7 +291,8 @@ def evaluate_spine(
         conf.append(pred.confidence)
         pa.append(cobb_angles(pred.xy_px, image_height=rec.radiograph.height).angles_deg)
         ta.append(rec.angles_deg)
-    return SpineEvaluation(
+    ev = SpineEvaluation(
         [r.id for r in recs], np.array(epx), np.array(emm), np.array(feats), np.array(conf),
         np.array(pa), np.array(ta), np.array(secs),
     )  # fmt: skip
+    return with_training_warning(detector, ev)

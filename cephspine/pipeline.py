@@ -253,9 +253,9 @@ A GPU gets all patches at once."""
 
 def _refine_forward(net: torch.nn.Module, patches: torch.Tensor, device: torch.device | str) -> torch.Tensor:
     if torch.device(device).type != "cpu":
-        return net(_net_input(patches, device))
+        return net(_net_input(patches, device)).float()
     per_pass = max(1, REFINE_CPU_PIXELS // (patches.shape[-2] * patches.shape[-1]))
-    return torch.cat([net(_net_input(chunk, device)) for chunk in patches.split(per_pass)])
+    return torch.cat([net(_net_input(chunk, device)).float() for chunk in patches.split(per_pass)])
 
 
 def fine_to_coarse(xy: npt.NDArray[np.float64], pool: int) -> npt.NDArray[np.float64]:
@@ -343,7 +343,7 @@ def coarse_stage(
     ignored by the arg-max. ``info`` (vertebra models): receives the decoder's notes on the
     chain's ends, one dict per image (see :func:`~cephspine.vertebrae.decode_vertebrae`).
     """
-    hm = net(_net_input(coarse_imgs, device))
+    hm = net(_net_input(coarse_imgs, device)).float()  # float32 also under a bfloat16 autocast
     if cfg.coarse_target == "vertebrae":
         grid_hw = None if valid_hw is None else (-(-valid_hw[0] // cfg.coarse_pool), -(-valid_hw[1] // cfg.coarse_pool))
         xy, peak = decode_vertebrae(

@@ -156,6 +156,9 @@ def validate_card(card: Any, path: Path) -> None:
         raise bad("landmarks", "every name must be a non-empty text of at most 200 characters")
     if len(set(names)) != len(names):
         raise bad("landmarks", "names must be unique")
+    trained = card.get("trained_images")
+    if trained is not None and not (isinstance(trained, list) and all(isinstance(n, str) for n in trained)):
+        raise bad("trained_images", "must be a list of image names")
     if "detect_facing" in card and not isinstance(card["detect_facing"], bool):
         raise bad("detect_facing", "must be true or false")
     from cephspine.radiograph import MAX_SPACING_MM, MIN_SPACING_MM

@@ -101,3 +101,58 @@ def test_registration_always_keeps_accuracy(example: cephspine.Radiograph) -> No
     if reg["ok"]:
         assert reg["used"]
     assert mre_mm(pred.xy_px, TRUTH, 0.1) < 2.5
+
+
+_REGISTERED_IN_A_NEW_PROCESS = """
+import json, sys, warnings
+import torch
+import cephspine
+from cephspine.data import example_path
+warnings.simplefilter("ignore")
+torch.set_num_threads(int(sys.argv[1]))
+det = cephspine.Detector.from_pretrained("ceph", device="cpu", register="always")
+pred = det.predict(cephspine.load_image(example_path("ceph"), spacing=0.1))
+print(json.dumps({"matrix": pred.meta["registration"]["matrix"], "xy": pred.xy_px.tolist()}))
+"""
+
+
+def test_registration_is_deterministic(example: cephspine.Radiograph) -> None:
+    """The same film registers to the same matrix and gives the same landmarks every time,
+    in this process and in a fresh one (a fixed sampling seed, one ITK thread). The fresh
+    one runs the network on as many torch threads as this one: the network's sums, not the
+    registration, depend on that."""
+    import json
+    import subprocess
+    import sys
+
+    import SimpleITK as sitk
+    import torch
+
+    threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    det = cephspine.Detector.from_pretrained("ceph", device="cpu", register="always")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first, second = det.predict(example), det.predict(example)
+    assert first.meta["registration"]["ok"] and first.meta["registration"]["used"]
+    assert first.meta["registration"]["matrix"] == second.meta["registration"]["matrix"]
+    np.testing.assert_array_equal(first.xy_px, second.xy_px)
+    assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == threads  # restored afterwards
+    run = subprocess.run(
+        [sys.executable, "-c", _REGISTERED_IN_A_NEW_PROCESS, str(torch.get_num_threads())],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    other = json.loads(run.stdout.strip().splitlines()[-1])
+    assert other["matrix"] == first.meta["registration"]["matrix"]
+    np.testing.assert_array_equal(np.array(other["xy"]), first.xy_px)
+
+
+def test_registration_rejects_the_wall_clock_seed() -> None:
+    from cephspine.errors import InvalidArgumentError
+    from cephspine.registration import Template, register
+
+    image = np.random.default_rng(0).random((64, 64)).astype(np.float32)
+    with pytest.raises(InvalidArgumentError, match="non-zero"):
+        register(image, Template(image, np.ones_like(image, dtype=bool)), seed=0)

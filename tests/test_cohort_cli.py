@@ -148,3 +148,62 @@ def test_ctrl_c_says_how_far_it_got_and_a_rerun_says_what_it_reused(tiny_model_d
     assert rerun.returncode == 0, rerun.stderr
     assert f"resumed r.csv: {done} row(s) kept from an earlier run, {60 - done} image(s) analysed now" in rerun.stderr
     assert len(pd.read_csv(table)) == 60
+
+
+def _interrupting(tmp_path: Path, patch: str) -> dict[str, str]:
+    """The environment of a ``python -m cephspine`` run that sends itself a SIGINT where
+    ``patch`` (run at start-up, from a ``sitecustomize`` module) says."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text("import os, signal\n" + patch)
+    path = os.pathsep.join([str(hook), str(ROOT), os.environ.get("PYTHONPATH", "")])
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
+
+
+def test_ctrl_c_while_the_model_loads_says_nothing_was_written(tiny_model_dir: Path, tmp_path: Path) -> None:
+    films = tmp_path / "films"
+    films.mkdir()
+    Image.fromarray(np.zeros((300, 240), dtype=np.uint8)).save(films / "img0.png")
+    env = _interrupting(
+        tmp_path,
+        "from cephspine.detector import Detector\n"
+        "def load(*args, **kwargs):\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "Detector.from_pretrained = load\n",
+    )
+    args = ["cohort", "films", "-m", str(tiny_model_dir), "-o", "r.csv", "--no-end-prior", "--no-progress"]
+    run = subprocess.run(
+        [sys.executable, "-m", "cephspine", *args], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300
+    )
+    assert run.returncode == 130, run.stderr
+    assert run.stderr.splitlines() == ["interrupted before any image was analysed; nothing was written"]
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_ctrl_c_with_only_landmarks_out_says_where_the_landmarks_are(tiny_model_dir: Path, tmp_path: Path) -> None:
+    films = tmp_path / "films"
+    films.mkdir()
+    for i in range(4):
+        pixels = np.random.default_rng(i).integers(0, 256, (300, 240), dtype=np.uint8)
+        Image.fromarray(pixels).save(films / f"img{i}.png")
+    env = _interrupting(
+        tmp_path,
+        "import cephspine.cohorts as cohorts\n"
+        "real = cohorts.analyze_image\n"
+        "def analyze(path, *args):\n"
+        "    if path.name == 'img2.png':\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "    return real(path, *args)\n"
+        "cohorts.analyze_image = analyze\n",
+    )
+    args = ["cohort", "films", "-m", str(tiny_model_dir), "--landmarks-out", "lm.csv", "--workers", "1"]
+    run = subprocess.run(
+        [sys.executable, "-m", "cephspine", *args, "--no-progress"],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 130, run.stderr
+    assert pd.read_csv(tmp_path / "lm.csv")["image"].nunique() == 2
+    assert run.stderr.splitlines()[-1] == (
+        "interrupted after 2 of 4 images; the landmarks of 2 image(s) are in lm.csv, no table was written (with "
+        "--out the rows are kept as they finish and a re-run resumes)"
+    )

@@ -80,3 +80,27 @@ def test_cli_evaluate_ceph_warns_on_training_images(isbi: Path, tmp_path: Path, 
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert r.returncode == 0 and "warning:" not in r.stderr
+
+
+def test_the_shipped_spine_card_names_its_training_films() -> None:
+    card = read_card(resolve("spine"))
+    trained = card["trained_images"]
+    assert len(trained) == 363 and len(set(trained)) == 363  # the card's "363 AASCE training images"
+    assert trained_on(card, [trained[0], "not-a-film.jpg"]) == [trained[0]]
+
+
+@pytest.mark.shared_data
+def test_evaluating_the_spine_model_on_its_training_films_warns(shared_data: Path) -> None:
+    from cephspine.evaluation import evaluate_spine
+    from cephspine.training.spine import split_spine
+
+    train, val, _ = split_spine(shared_data / "aasce")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        det = cephspine.Detector.from_pretrained("spine", device="cpu")
+    with pytest.warns(TrainingImagesWarning, match="trained on 1 of the 2 evaluated"):
+        ev = evaluate_spine(det, shared_data / "aasce", ids=[train[0], val[0]], progress=False)
+    assert len(ev.warnings) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TrainingImagesWarning)
+        assert evaluate_spine(det, shared_data / "aasce", ids=[val[0]], progress=False).warnings == ()

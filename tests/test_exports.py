@@ -431,3 +431,26 @@ def test_cli_analyze_export_errors(png_analysis: Analysis, tmp_path: Path) -> No
     (line,) = [x for x in r.stderr.splitlines() if x.startswith("error:")]
     assert line.startswith("error: film.png: not a DICOM file") and line.count("film.png") == 1
     assert not (tmp_path / "sr.dcm").exists()
+
+
+def test_dicom_sr_names_measures_as_the_reports_do_and_refuses_a_non_result(
+    dicom_file: tuple[Path, Any], tmp_path: Path
+) -> None:
+    hd = pytest.importorskip("highdicom")
+    src, _ = dicom_file
+    a = _analyze(src)
+    sr = hd.sr.srread(cephspine.export(a, tmp_path / "sr.dcm", format="dicom-sr", source=src))
+    (group,) = sr.content.get_image_measurement_groups()
+    meanings = {m.name.value: m.name.meaning for m in group.get_measurements()}
+    assert "not Tweed's FMA" in meanings["FMA"] and meanings["ANB"] == "ANB"
+    s = _analyze(src, "spine")
+    sr = hd.sr.srread(cephspine.export(s, tmp_path / "spine.dcm", format="dicom-sr", source=src))
+    (group,) = sr.content.get_image_measurement_groups()
+    cobb = [m.name.meaning for m in group.get_measurements()]
+    assert all("dataset column" in m and "thoracic" not in m for m in cobb), cobb
+    assert any(m.startswith("Cobb angle, curve 1 ") for m in cobb)
+    flagged = dataclasses.replace(a, prediction=dataclasses.replace(a.prediction, meta={"wrong_anatomy": True}))
+    assert flagged.wrong_anatomy and flagged != a
+    with pytest.raises(InvalidArgumentError, match="scan.dcm: not a result"):
+        cephspine.export(flagged, tmp_path / "no.dcm", format="dicom-sr", source=src)
+    assert not (tmp_path / "no.dcm").exists()

@@ -179,3 +179,18 @@ def test_channels_last_inference_matches_the_plain_networks(tiny_config: StageCo
     np.testing.assert_allclose(r_xy2, r_xy, atol=1e-3)
     np.testing.assert_allclose(peak2, peak, rtol=1e-3)
     np.testing.assert_allclose(r_peak2, r_peak, rtol=1e-3)
+
+
+def test_prediction_runs_under_a_cpu_bfloat16_autocast(tiny_model_dir) -> None:  # type: ignore[no-untyped-def]
+    """The stages read float32 out of the networks, so a bfloat16 autocast (measured in
+    docs/models/spine.md) gives finite float64 landmarks instead of a numpy error."""
+    import warnings
+
+    import cephspine
+
+    det = cephspine.Detector.from_pretrained(tiny_model_dir, device="cpu")
+    img = np.random.default_rng(0).uniform(0, 1, (200, 180)).astype(np.float32)
+    with warnings.catch_warnings(), torch.autocast("cpu", dtype=torch.bfloat16):
+        warnings.simplefilter("ignore")
+        pred = det.predict(img, spacing=0.1)
+    assert pred.xy_px.dtype == np.float64 and np.isfinite(pred.xy_px).all() and np.isfinite(pred.confidence).all()

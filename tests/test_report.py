@@ -426,7 +426,7 @@ def test_spine_report_names_curves_by_number_end_vertebrae_and_region(tmp_path: 
     from cephspine.geometry.cobb import curve_region
 
     assert [curve_region(*e) for e in ((0, 4), (9, 13), (12, 16), (11, 12))] == [
-        "thoracic", "thoracolumbar", "lumbar", "thoracolumbar",
+        "thoracic", "thoracic to lumbar", "lumbar", "thoracic to lumbar",
     ]  # fmt: skip
     a = spine_analysis()
     text = pdf_text(write_report(a, tmp_path / "spine.pdf", image=Radiograph(spine_image)))

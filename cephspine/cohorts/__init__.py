@@ -401,9 +401,14 @@ def cohort(
             with contextlib.suppress(Exception):
                 results.close()
         if isinstance(exc, KeyboardInterrupt) and not isinstance(exc, CohortInterrupted):
-            done = len({k for k in keys if k in rows_done} | {str(r["image"]) for r in new_rows}) if writer else 0
-            shown = str(out) if out_path is not None else None
-            raise CohortInterrupted(done, len(new_rows), len(paths), shown) from exc
+            # counted from what the writers hold on disk, exact wherever the interruption came
+            on_disk = {w.path: len(w.done() & set(keys)) for w in writers}
+            raise CohortInterrupted(
+                on_disk.get(out_path, 0) if out_path is not None else 0, len(new_rows), len(paths),
+                str(out) if out_path is not None else None,
+                landmarks_out=str(landmarks_out) if lm_path is not None else None,
+                landmarks_done=on_disk.get(lm_path, 0) if lm_path is not None else 0,
+            ) from exc  # fmt: skip
         raise
     log.info("cohort: %d analysed, %d error row(s), %d not analysed", len(new_rows), n_errors, len(lost))
     if lost:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from cephspine.errors import InputNotFoundError, InvalidArgumentError
+from cephspine.io.annotations import spacing_columns
 from cephspine.radiograph import Spacing, as_spacing
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset(
@@ -109,14 +110,17 @@ def collect(images: Any, recursive: bool) -> tuple[list[Path], Path | None]:
 
 
 SPACING_TABLE_COLUMNS: tuple[str, ...] = ("image", "spacing_mm")
-"""The columns of a per-image spacing table (``row_mm`` and ``col_mm`` may replace
-``spacing_mm`` for pixels that are not square)."""
+"""The columns of a per-image spacing table (``row_mm`` and ``col_mm``, or
+``spacing_row_mm`` and ``spacing_col_mm``, may replace ``spacing_mm`` for pixels that are
+not square; see :func:`cephspine.io.annotations.spacing_columns`)."""
 
 
 def read_spacing_table(path: str | os.PathLike[str]) -> dict[str, Spacing]:
     """The per-image pixel spacings of a CSV file: ``image, spacing_mm`` (or ``image,
-    row_mm, col_mm``), one row per image, or several rows with the same spacing (an
-    annotation CSV, one row per landmark). Rows without a spacing are skipped.
+    row_mm, col_mm``, or ``image, spacing_row_mm, spacing_col_mm``), one row per image, or
+    several rows with the same spacing (an annotation CSV, or a landmark CSV of cephspine:
+    ``predict -f csv``, :func:`cephspine.export` ``format="csv"``, a cohort's
+    ``landmarks_out``; one row per landmark). Rows without a spacing are skipped.
 
     Returns:
         Image name (as in the file) → :class:`~cephspine.radiograph.Spacing`.
@@ -139,11 +143,11 @@ def read_spacing_table(path: str | os.PathLike[str]) -> dict[str, Spacing]:
         df = pd.read_csv(p, dtype={"image": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise InvalidArgumentError(f"{p}: not a readable CSV file ({exc})") from None
-    cols = ["row_mm", "col_mm"] if {"row_mm", "col_mm"} <= set(df.columns) else ["spacing_mm", "spacing_mm"]
-    if "image" not in df.columns or cols[0] not in df.columns:
+    cols = spacing_columns(df.columns)
+    if "image" not in df.columns or cols is None:
         raise InvalidArgumentError(
-            f"{p}: a spacing table needs the columns image and spacing_mm (or row_mm and col_mm); "
-            f"it has {', '.join(map(str, df.columns))}"
+            f"{p}: a spacing table needs the columns image and spacing_mm (or row_mm and col_mm, or "
+            f"spacing_row_mm and spacing_col_mm); it has {', '.join(map(str, df.columns))}"
         )
     df = unescape_frame(df, ("image",))
     values = np.column_stack([pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=np.float64) for c in cols])

@@ -37,8 +37,16 @@ LABELS: dict[str, str] = {
     "end_prior": "end prior (end_prior)",
     "refine_flip": "mirror refinement (refine_flip)",
     "spacing": "spacing",
+    "row_format": "row format",
 }
 """The settings recorded with a cohort table, with the words used for them in messages."""
+
+ROW_FORMAT = 2
+"""The version of what a row holds for an image and settings, recorded with a table
+(``row_format``). It is raised when the rows of this version differ from those of the one
+before; a table of another version is not resumed, since its rows could not be compared
+with new ones. Version 2: a ``wrong_anatomy`` row has no measures, types or classes, and a
+per-image spacing is recorded. A record without ``row_format`` is of version 1."""
 
 
 def cohort_settings(
@@ -55,7 +63,7 @@ def cohort_settings(
             load options) of the model that the workers load.
 
     Returns:
-        A JSON-ready dict with the keys of :data:`LABELS`.
+        A JSON-ready dict with the keys of :data:`LABELS` (``row_format``: :data:`ROW_FORMAT`).
     """
     directory: Path | None
     if isinstance(model, tuple):
@@ -84,6 +92,7 @@ def cohort_settings(
         # the decoding options change only spine models' results
         **{k: options.get(k, default) if spine or k == "register" else None for k, default in LOAD_DEFAULTS.items()},
         "spacing": shown,
+        "row_format": ROW_FORMAT,
     }
 
 
@@ -125,17 +134,60 @@ def _show(key: str, value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
+def row_format(settings: Mapping[str, Any]) -> Any:
+    """The :data:`ROW_FORMAT` a settings record was written with (1 for a record without it)."""
+    return settings.get("row_format", 1)
+
+
+def format_change(saved: Mapping[str, Any], current: Mapping[str, Any]) -> str | None:
+    """Why a table whose record is ``saved`` cannot take the rows of this run (``current``)
+    whatever its other settings: its rows are of another :data:`ROW_FORMAT` (written by an
+    earlier or a later version of cephspine); ``None`` when they are of the same one."""
+    old, new = row_format(saved), row_format(current)
+    if _same(_comparable(old), _comparable(new)):
+        return None
+    when = "an earlier" if isinstance(old, int) and isinstance(new, int) and old < new else "another"
+    return (
+        f"its rows were written by {when} version of cephspine (row format {old}; this version writes {new}), "
+        "so new rows could not be compared with them"
+    )
+
+
+def new_spacings(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """The images this run gives a per-image spacing that the ``saved`` record has none
+    for (images new to the table, or left to their file's own spacing before)."""
+    old, new = saved.get("spacing"), current.get("spacing")
+    if not isinstance(old, Mapping) or not isinstance(new, Mapping):
+        return []
+    return sorted(str(k) for k in new if k not in old)
+
+
+def merged_settings(saved: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
+    """The record of a table resumed by this run: ``current``, with the per-image spacings
+    of ``saved`` that this run does not give kept (the rows made with them stay)."""
+    merged = dict(current)
+    old, new = saved.get("spacing"), current.get("spacing")
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        merged["spacing"] = {k: (new[k] if k in new else old[k]) for k in sorted({*old, *new})}
+    return merged
+
+
 def settings_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """What differs between the ``saved`` settings of a table and those of this run, one
     ``"<setting>: <saved> → <current>"`` text per setting (empty when they agree). A
     setting the saved record does not have (written before it was recorded), or that this
     run cannot know (``None`` weights of a model only the workers can read), is not
-    compared."""
+    compared, nor is ``row_format`` (see :func:`format_change`). Of two per-image
+    spacings, only the images both give one are compared: an image only this run gives
+    one is new to the table (see :func:`new_spacings`), and one only the record has is
+    not analysed again."""
     changes = []
     for key in list(current) + [k for k in saved if k not in current]:
-        if key not in saved or (key == "weights" and current.get(key) is None):
+        if key not in saved or key == "row_format" or (key == "weights" and current.get(key) is None):
             continue
         old, new = saved.get(key), current.get(key)
+        if isinstance(old, Mapping) and isinstance(new, Mapping):
+            old, new = ({k: v[k] for k in v if k in old and k in new} for v in (old, new))
         if not _same(_comparable(old), _comparable(new)):
             shown_old, shown_new = _show(key, old), _show(key, new)
             if shown_old == shown_new and isinstance(old, Mapping) and isinstance(new, Mapping):

@@ -44,7 +44,7 @@ import pandas as pd
 from cephspine._atomic import fsync_dir, output_error, write_atomic
 from cephspine._csvcells import escape_cell, unescape_cell, unescape_frame
 from cephspine.cohorts.columns import TableSchema
-from cephspine.cohorts.settings import settings_changes
+from cephspine.cohorts.settings import format_change, merged_settings, new_spacings, settings_changes
 from cephspine.errors import CohortSettingsError, InvalidArgumentError, MissingDependencyError, OutputError
 
 log = logging.getLogger("cephspine.cohorts")
@@ -247,6 +247,7 @@ class CohortWriter:
         self._fh: IO[bytes] | None = None
         self._lock_fh: IO[Any] | None = None
         self._closed = False
+        self._resumed_from: dict[str, Any] | None = None
         if self.format == "parquet":
             pyarrow_modules()
         try:
@@ -255,6 +256,7 @@ class CohortWriter:
                 self._open_csv()
             else:
                 self._open_parquet()
+            self._record_additions()
         except BaseException as exc:
             self._release()
             if isinstance(exc, OSError):
@@ -287,15 +289,20 @@ class CohortWriter:
             return
         cells = [[self.schema.cell(c, r.get(c)) for c in self.columns] for r in rows]
         assert self._fh is not None
-        if self.format == "csv":
-            _append(self._fh, self._csv_lines(cells), self.path)
-        else:
-            _append(self._fh, self._journal_line(cells), self.path)
-        status_i = self.columns.index("status") if "status" in self.columns else None
-        key_i = self.columns.index(self.key)
-        for r in cells:
-            status = r[status_i] if status_i is not None else None
-            self._status.setdefault(str(r[key_i]), str(status or ""))
+        data = self._csv_lines(cells) if self.format == "csv" else self._journal_line(cells)
+        fd = self._fh.fileno()
+        size = os.fstat(fd).st_size
+        try:
+            _append(self._fh, data, self.path)
+        finally:
+            # the rows are written once all their bytes are in the file, also when a Ctrl-C comes
+            # after that (in the flush to disk), so that done() counts exactly the rows on disk
+            if os.fstat(fd).st_size >= size + len(data):
+                status_i = self.columns.index("status") if "status" in self.columns else None
+                key_i = self.columns.index(self.key)
+                for r in cells:
+                    status = r[status_i] if status_i is not None else None
+                    self._status.setdefault(str(r[key_i]), str(status or ""))
 
     def close(self) -> None:
         """Finish the table (Parquet: consolidate the journal into ``path``) and release it.
@@ -378,6 +385,12 @@ class CohortWriter:
                     "is missing: written by an older cephspine, or removed), so a resumed run could mix "
                     f"rows made with other settings; start over (delete {self.path.name}) or write to another file"
                 )
+            moved = format_change(saved, self.settings)
+            if moved:
+                raise CohortSettingsError(
+                    f"{self.path}: {moved}; write a new table: delete {self.path.name} and {record.name}, "
+                    "or write to another file"
+                )
             changes = settings_changes(saved, self.settings)
             if changes:
                 raise CohortSettingsError(
@@ -385,19 +398,44 @@ class CohortWriter:
                     "Run again with the settings it was made with to resume it, or start over: delete "
                     f"{self.path.name} and {record.name}, or write to another file"
                 )
+            self._resumed_from = saved  # recorded with this run's additions once the rows are known
             return
         if saved != self.settings:
-            from cephspine import __version__
+            self._record(self.settings)
 
-            data = {
-                "cephspine_cohort_settings": 1,
-                "table": self.path.name,
-                "settings": self.settings,
-                "software_version": __version__,
-                "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            }
-            text = (json.dumps(data, indent=1) + "\n").encode("utf-8")
-            write_atomic(record, lambda fh: fh.write(text), _SETTINGS)
+    def _record_additions(self) -> None:
+        """Record the per-image spacings this run adds to a resumed table (images new to
+        it); refuse one for an image that already has a row, made without it. Called once
+        the images written are known (:meth:`done`), before any row is added."""
+        saved = self._resumed_from
+        if saved is None or self.settings is None:
+            return
+        given = [k for k in new_spacings(saved, self.settings) if k in self._status]
+        if given:
+            shown = ", ".join(given[:5]) + (f" and {len(given) - 5} more" if len(given) > 5 else "")
+            raise CohortSettingsError(
+                f"{self.path}: its rows were made with other settings than this run: spacing: the file's own → "
+                f"a spacing of the table for {shown} (this run). Run again with the settings it was made with to "
+                f"resume it, or start over: delete {self.path.name} and {self.settings_path.name}, or write to "
+                "another file"
+            )
+        merged = merged_settings(saved, self.settings)
+        if merged != saved:
+            self._record(merged)
+
+    def _record(self, settings: Mapping[str, Any]) -> None:
+        """Write the settings record of this table (atomically)."""
+        from cephspine import __version__
+
+        data = {
+            "cephspine_cohort_settings": 1,
+            "table": self.path.name,
+            "settings": settings,
+            "software_version": __version__,
+            "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        text = (json.dumps(data, indent=1) + "\n").encode("utf-8")
+        write_atomic(self.settings_path, lambda fh: fh.write(text), _SETTINGS)
 
     # ------------------------------------------------------------------ csv
     def _csv_lines(self, rows: Sequence[Sequence[Any]], *, escape: bool = True) -> bytes:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cephspine._atomic import write_atomic
+from cephspine.anatomy import VERTEBRAE
 from cephspine.errors import InputNotFoundError, InvalidArgumentError, MissingDependencyError
 
 if TYPE_CHECKING:
@@ -57,8 +58,11 @@ _TYPE2 = (
     "ReferringPhysicianName",
     "AccessionNumber",
 )
+_MEASURE_MEANINGS = {"FMA": "FMA (ISBI): S-N to Go-Gn, not Tweed's FMA", "MW": "MW (ISBI): signed incisor distance"}
+"""SR meanings of the ISBI measures whose names clinicians read otherwise."""
 _UNITS = {"deg": ("deg", "degree"), "mm": ("mm", "millimeter"), "ratio": ("1", "no units")}
-_COBB = {"pt": "proximal thoracic", "mt": "main thoracic", "tl": "thoracolumbar/lumbar"}
+_COBB = {"pt": "PT", "mt": "MT", "tl": "TL"}
+"""The dataset's column names of the three Cobb angles (AASCE), not anatomical regions."""
 
 
 def _highdicom() -> Any:
@@ -143,10 +147,13 @@ def _measures(analysis: Analysis) -> list[tuple[str, str, float, str]]:
     if analysis.measures is not None:
         for m, v in analysis.measures.items():
             if np.isfinite(v):
-                out.append((m, m, float(v), MEASURE_UNITS[m]))
+                out.append((m, _MEASURE_MEANINGS.get(m, m), float(v), MEASURE_UNITS[m]))
     if analysis.cobb is not None:
         for c in analysis.cobb.curves:
-            meaning = f"Cobb angle {c.name.upper()} ({_COBB.get(c.name, c.name)})"
+            meaning = (
+                f"Cobb angle, curve {c.number} {VERTEBRAE[c.upper_vertebra]}-{VERTEBRAE[c.lower_vertebra]} "
+                f"(dataset column {_COBB.get(c.name, c.name.upper())})"
+            )
             out.append((f"COBB-{c.name.upper()}", meaning, float(c.angle_deg), "deg"))
     return out
 
@@ -156,8 +163,15 @@ def build_sr(analysis: Analysis, source: str | os.PathLike[str] | None = None) -
 
     Raises:
         MissingDependencyError: highdicom is not installed.
-        InputNotFoundError, InvalidArgumentError: as :func:`source_dataset`.
+        InputNotFoundError, InvalidArgumentError: as :func:`source_dataset`; also an
+            analysis whose film does not look like the anatomy of its kind (it is not a
+            result, and an SR would enter the patient's record as one).
     """
+    if getattr(analysis, "wrong_anatomy", False):
+        raise InvalidArgumentError(
+            f"{analysis.image}: not a result (the landmarks do not look like a {analysis.kind} film); "
+            "no DICOM SR is written for it"
+        )
     hd = _highdicom()
     from pydicom.sr.codedict import codes
     from pydicom.uid import generate_uid

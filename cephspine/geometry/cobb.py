@@ -106,16 +106,19 @@ class CobbCurve:
 
 
 def curve_region(upper_vertebra: int, lower_vertebra: int) -> str:
-    """The part of the spine from one end vertebra to the other (indices 0 = T1 … 16 = L5):
+    """Where a curve runs, from its end vertebrae alone (indices 0 = T1 … 16 = L5):
     ``"thoracic"`` when both are thoracic (T1–T12), ``"lumbar"`` when both are lumbar
-    (L1–L5), ``"thoracolumbar"`` when the curve runs from a thoracic to a lumbar vertebra.
+    (L1–L5), ``"thoracic to lumbar"`` when it runs from a thoracic to a lumbar vertebra.
+
+    A description of the span, not the SRS curve type, which goes by the apex (a
+    thoracolumbar curve has its apex at T12–L1): a T3–L3 curve is "thoracic to lumbar".
 
     Example:
         >>> curve_region(0, 4), curve_region(9, 13), curve_region(12, 16)
-        ('thoracic', 'thoracolumbar', 'lumbar')
+        ('thoracic', 'thoracic to lumbar', 'lumbar')
     """
     lumbar = [VERTEBRAE[k].startswith("L") for k in (upper_vertebra, lower_vertebra)]
-    return "lumbar" if all(lumbar) else "thoracolumbar" if any(lumbar) else "thoracic"
+    return "lumbar" if all(lumbar) else "thoracic to lumbar" if any(lumbar) else "thoracic"
 
 
 @dataclass(frozen=True, eq=False)

@@ -30,7 +30,7 @@ import math
 import os
 import stat
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -440,19 +440,30 @@ def _read_csv(p: Path, data: bytes) -> Annotations:
     return Annotations(names=names, points=points, spacing=spacing, source=str(p))
 
 
+SPACING_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("row_mm", "col_mm"),
+    ("spacing_row_mm", "spacing_col_mm"),
+    ("spacing_mm", "spacing_mm"),
+)
+"""The (row, column) spacing columns of a CSV file, in the order looked for: ``row_mm,
+col_mm``, then ``spacing_row_mm, spacing_col_mm`` (as cephspine's landmark CSVs have
+them), then ``spacing_mm`` (square pixels)."""
+
+
+def spacing_columns(columns: Iterable[Any]) -> tuple[str, str] | None:
+    """The columns holding the row and column spacing among ``columns`` (see
+    :data:`SPACING_COLUMNS`), or ``None`` when there are none."""
+    have = {str(c) for c in columns}
+    return next((pair for pair in SPACING_COLUMNS if set(pair) <= have), None)
+
+
 def _csv_spacing(df: Any, idx: npt.NDArray[np.intp], image: str, p: Path) -> Spacing | None:
-    """The spacing of one image's rows (``spacing_mm``, ``row_mm`` and ``col_mm``, or
-    ``spacing_row_mm`` and ``spacing_col_mm``), or ``None`` where the file has no spacing
-    for it."""
+    """The spacing of one image's rows (see :func:`spacing_columns`), or ``None`` where the
+    file has no spacing for it."""
     import pandas as pd
 
-    if "row_mm" in df.columns and "col_mm" in df.columns:
-        cols = ["row_mm", "col_mm"]
-    elif "spacing_row_mm" in df.columns and "spacing_col_mm" in df.columns:
-        cols = ["spacing_row_mm", "spacing_col_mm"]
-    elif "spacing_mm" in df.columns:
-        cols = ["spacing_mm", "spacing_mm"]
-    else:
+    cols = spacing_columns(df.columns)
+    if cols is None:
         return None
     values = []
     for c in cols:

@@ -249,7 +249,14 @@ def analyses(a: Analysis, st: Styles, norms: Any = None) -> list[Flowable]:
     if a.wrong_anatomy:
         return [*out, Paragraph("Not computed: the image does not look like a lateral cephalogram.", st.body)]
     if a.prediction.spacing is None:
-        out.append(Paragraph("No pixel spacing: the distances (mm) need it; the angles and ratios do not.", st.body))
+        out.append(
+            Paragraph(
+                "No pixel spacing: the distances (mm) need it; the angles and ratios do not, but the model "
+                "resampled the film at an assumed spacing (its training spacing: 0.1 mm per pixel for the shipped "
+                "ceph model), so the landmarks, and so every angle, depend on that assumption.",
+                st.body,
+            )
+        )
     table_ = ceph_analyses(a.prediction, norms=norms)
     rows: list[dict[str, Any]] = [
         {str(k): None if pd.isna(v) else v for k, v in r.items()} for r in table_.to_dict("records")

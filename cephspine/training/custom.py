@@ -312,6 +312,12 @@ class _Setup:
         mine = dataclasses.asdict(self)
         if f.is_file():
             theirs = json.loads(f.read_text(encoding="utf-8"))
+            unrecorded = [k for k in mine if k not in theirs]
+            if unrecorded:
+                raise InvalidArgumentError(
+                    f"{run}: holds a training run made by an earlier version, which did not record "
+                    f"{', '.join(_SHOWN.get(k, k) for k in unrecorded)}; choose another --out or remove that folder"
+                )
             if theirs != mine:
                 diff = [
                     f"{k} ({theirs[k]} there, {mine[k]} now)"
@@ -400,6 +406,7 @@ def _finalize(
     it again with the card's accuracy and calibration."""
     from cephspine.confidence import fit_calibrator
     from cephspine.detector import Detector
+    from cephspine.registry import read_card, resolve
     from cephspine.training.export import write_model_dir
     from cephspine.training.finalize import cv_calibration
 
@@ -427,10 +434,15 @@ def _finalize(
             "coarse_epochs": epochs,
             "refine_steps": steps,
         },
+        "trained_images": list(train_ids),
         "notes": [USER_TRAINED_NOTE],
         "citations": [],
         "license_note": "User-trained model: its use is governed by the licence of the images it was trained on.",
     }
+    if init is not None:  # the weights it started from were trained on images of their own
+        inherited = read_card(resolve(init)).get("trained_ids")
+        if isinstance(inherited, str):
+            card["trained_ids"] = inherited
     write_model_dir(out, coarse, refine, card)  # uncalibrated first, to evaluate
     det = Detector.from_pretrained(out, device="cpu", register="never")
     with warnings.catch_warnings():  # e.g. low confidence: the card reports the numbers
@@ -503,6 +515,9 @@ def evaluate_landmarks(
             rg = load_image(landmarks.paths[name], spacing=(sp.row_mm, sp.col_mm))
             yield name, rg, landmarks.annotations[name], sp
 
-    return evaluate_items(
+    from cephspine.evaluation import with_training_warning
+
+    ev = evaluate_items(
         detector, items(), names, [model_names.index(n) for n in names], progress=progress, total=len(chosen)
     )
+    return with_training_warning(detector, ev)

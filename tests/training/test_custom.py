@@ -229,3 +229,22 @@ def test_cli_retraining_into_the_same_out_with_other_settings_is_refused(
     csv.write_text(original)
     r = train("--epochs", "1", "--steps", "1")  # the same settings: resumes
     assert r.returncode == 0, r.stderr
+
+
+def test_card_records_its_training_images_and_evaluating_on_them_warns(trained, isbi_images: Path) -> None:
+    from cephspine.detector import Detector
+    from cephspine.errors import TrainingImagesWarning
+    from cephspine.training.custom import evaluate_landmarks, load_landmark_set, split_images
+
+    out, csv = trained
+    train, held = split_images([f"{i}.jpg" for i in IDS])
+    assert json.loads((out / "card.json").read_text())["trained_images"] == train
+    det = Detector.from_pretrained(out, device="cpu")
+    ls = load_landmark_set(isbi_images, csv)
+    with pytest.warns(TrainingImagesWarning, match=f"trained on {len(train)} of the {len(IDS)} evaluated"):
+        ev = evaluate_landmarks(det, ls, progress=False)
+    assert len(ev.warnings) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("error", TrainingImagesWarning)
+        assert evaluate_landmarks(det, ls, held, progress=False).warnings == ()
