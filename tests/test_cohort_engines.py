@@ -234,7 +234,10 @@ def test_image_whose_workers_keep_dying_gets_no_row_and_is_retried_on_resume(
     out = tmp_path / "o.csv"
     options = dict(engine="ray", workers=2, model=tiny_model_dir, device="cpu", spacing=0.1, progress=False, out=out)
     try:
-        with pytest.warns(CohortIncompleteWarning, match=r"1 image\(s\) not analysed: poison\.png: the Ray workers"):
+        # either its workers fail three times, or (on a loaded machine, actors restarting slowly) the
+        # actors' restarts run out first: both leave the image without a row, named in the warning
+        gone = r"1 image\(s\) not analysed: poison\.png: (the Ray workers running it failed|no Ray worker was left)"
+        with pytest.warns(CohortIncompleteWarning, match=gone):
             df = cohort(tmp_path / "in", **options)  # type: ignore[arg-type]
     finally:
         (control / "poison").unlink()
