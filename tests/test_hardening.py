@@ -242,6 +242,25 @@ def test_extreme_aspect_ratio_on_a_fixed_height_model_is_refused() -> None:
     assert "REFUSED" in r.stdout and "is it a radiograph" in r.stdout
 
 
+def load_capped(model_dir: Path, timeout: float = 240) -> str:
+    """The output of ``Detector.from_pretrained(model_dir)`` in a process capped at 3 GiB
+    (``REFUSED <message>`` for a :class:`ModelLoadError`); the process must exit cleanly."""
+    r = run_capped(
+        f"""
+        import cephspine
+        from cephspine.errors import ModelLoadError
+        try:
+            cephspine.Detector.from_pretrained({str(model_dir)!r}, device="cpu")
+        except ModelLoadError as e:
+            print("REFUSED", e)
+        """,
+        cap_gib=3,
+        timeout=timeout,
+    )
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
 def _model_copy(src: Path, dst: Path, **config: Any) -> Path:
     shutil.copytree(src, dst)
     card = json.loads((dst / CARD_FILE).read_text())
@@ -255,19 +274,8 @@ def test_card_with_huge_networks_is_refused_before_building_them(tiny_model_dir:
     # within the ranges, but networks of gigabytes: refused from the weights' header alone
     big = _model_copy(tiny_model_dir, tmp_path / "b", coarse_base=128, coarse_depth=6, pad_multiple=256)
     for d, expected in ((out_of_range, "coarse_base must be a whole number"), (big, "weights do not match")):
-        r = run_capped(
-            f"""
-            import cephspine
-            from cephspine.errors import ModelLoadError
-            try:
-                cephspine.Detector.from_pretrained({str(d)!r}, device="cpu")
-            except ModelLoadError as e:
-                print("REFUSED", e)
-            """,
-            cap_gib=3,
-        )
-        assert r.returncode == 0, r.stderr
-        assert "REFUSED" in r.stdout and expected in r.stdout
+        out = load_capped(d)
+        assert "REFUSED" in out and expected in out
 
 
 @pytest.mark.parametrize("kind", ["dev_zero", "fifo", "huge"])
@@ -282,20 +290,8 @@ def test_card_that_is_not_a_small_regular_file_is_refused_at_once(
         os.mkfifo(d / CARD_FILE)
     else:
         (d / CARD_FILE).write_bytes(b" " * (5 * 2**20))
-    r = run_capped(
-        f"""
-        import cephspine
-        from cephspine.errors import ModelLoadError
-        try:
-            cephspine.Detector.from_pretrained({str(d)!r}, device="cpu")
-        except ModelLoadError as e:
-            print("REFUSED", e)
-        """,
-        cap_gib=3,
-        timeout=60,
-    )
-    assert r.returncode == 0, r.stderr
-    assert "REFUSED" in r.stdout and CARD_FILE in r.stdout
+    out = load_capped(d, timeout=60)
+    assert "REFUSED" in out and CARD_FILE in out
 
 
 def test_torch_allocator_failure_is_out_of_memory(tmp_path: Path, det: Any, monkeypatch) -> None:
