@@ -71,16 +71,21 @@ def test_a_folder_without_images_is_an_error_and_writes_nothing(tmp_path: Path, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["films"]
 
 
-def test_an_interrupted_run_says_how_far_it_got(tmp_path: Path, det: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    films = _films(tmp_path / "films", 4)
+def _interrupt_at(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Make the cohort's analysis of the image ``name`` raise KeyboardInterrupt (Ctrl-C)."""
     original = cohorts.analyze_image
 
-    def stop_at_the_third(path: Path, *args: Any) -> Any:
-        if path.name == "f2.png":
+    def stop_there(path: Path, *args: Any) -> Any:
+        if path.name == name:
             raise KeyboardInterrupt
         return original(path, *args)
 
-    monkeypatch.setattr(cohorts, "analyze_image", stop_at_the_third)
+    monkeypatch.setattr(cohorts, "analyze_image", stop_there)
+
+
+def test_an_interrupted_run_says_how_far_it_got(tmp_path: Path, det: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    films = _films(tmp_path / "films", 4)
+    _interrupt_at(monkeypatch, "f2.png")
     with pytest.raises(CohortInterrupted) as info:
         cohort(films, detector=det, out=tmp_path / "r.csv", progress=False, workers=1)
     assert isinstance(info.value, KeyboardInterrupt) and not isinstance(info.value, Exception)
@@ -166,14 +171,7 @@ def test_an_interrupted_run_with_only_landmarks_out_says_what_was_written(
     tmp_path: Path, det: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     films = _films(tmp_path / "films", 4)
-    original = cohorts.analyze_image
-
-    def stop_at_the_third(path: Path, *args: Any) -> Any:
-        if path.name == "f2.png":
-            raise KeyboardInterrupt
-        return original(path, *args)
-
-    monkeypatch.setattr(cohorts, "analyze_image", stop_at_the_third)
+    _interrupt_at(monkeypatch, "f2.png")
     lm = tmp_path / "lm.csv"
     with pytest.raises(CohortInterrupted) as info:
         cohort(films, detector=det, landmarks_out=lm, progress=False, workers=1)
